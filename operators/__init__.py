@@ -1,0 +1,47 @@
+"""Forward models as differentiable linear operators with exact adjoints.
+
+Example
+-------
+>>> import torch
+>>> from operators import Parallel2D, RayTransform
+>>> from operators.testing import check_adjoint
+>>> A = RayTransform(Parallel2D((64, 64), n_angles=30))
+>>> check_adjoint(A) < 1e-5
+True
+"""
+
+from operators.base import (
+    AdjointOperator,
+    ComposedOperator,
+    IdentityOperator,
+    LinearOperator,
+    MatrixOperator,
+    ScaledOperator,
+    SumOperator,
+)
+from operators.ct import (
+    BACKENDS,
+    ConeBeam3D,
+    FanBeam2D,
+    Parallel2D,
+    Parallel3D,
+    RayTransform,
+    available_backends,
+)
+
+__all__ = [
+    "BACKENDS",
+    "AdjointOperator",
+    "ComposedOperator",
+    "ConeBeam3D",
+    "FanBeam2D",
+    "IdentityOperator",
+    "LinearOperator",
+    "MatrixOperator",
+    "Parallel2D",
+    "Parallel3D",
+    "RayTransform",
+    "ScaledOperator",
+    "SumOperator",
+    "available_backends",
+]

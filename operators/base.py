@@ -1,9 +1,9 @@
 """Linear operators as differentiable PyTorch modules.
 
-A :class:`LinearOperator` maps tensors of shape ``(*batch, *domain_shape)`` to ``(*batch, *range_shape)``.
-It knows its adjoint (``op.T``, cached, with ``op.T.T is op``), composes with ``@``, scales with ``*`` and
-adds with ``+``/``-``. Gradients flow through every operator: ``x.grad`` after ``op(x).backward(y)`` is
-``op.T(y)``.
+A :class:`LinearOperator` maps tensors of shape ``(*batch, *domain_shape)`` to
+``(*batch, *range_shape)``. It knows its adjoint (``op.T``, cached, with ``op.T.T is op``),
+composes with ``@``, scales with ``*`` and adds with ``+``/``-``. Gradients flow through every
+operator: ``x.grad`` after ``op(x).backward(y)`` is ``op.T(y)``.
 
 Subclasses implement two methods on a *flat batch* (one leading dimension):
 
@@ -164,7 +164,8 @@ class LinearOperator(nn.Module):
         n = len(shape)
         if tuple(x.shape[x.ndim - n :]) != shape or x.ndim < n:
             raise ValueError(
-                f"{type(self).__name__}: expected input of shape (*batch, {', '.join(map(str, shape))}) "
+                f"{type(self).__name__}: expected input of shape "
+                f"(*batch, {', '.join(map(str, shape))}) "
                 f"(trailing {space} shape {shape}), got {tuple(x.shape)}"
             )
         return tuple(x.shape[: x.ndim - n])
@@ -265,8 +266,8 @@ class ComposedOperator(LinearOperator):
     def __init__(self, outer: LinearOperator, inner: LinearOperator) -> None:
         if inner.range_shape != outer.domain_shape:
             raise ValueError(
-                f"cannot compose: the inner operator's range_shape {inner.range_shape} differs from "
-                f"the outer operator's domain_shape {outer.domain_shape}"
+                f"cannot compose: the inner operator's range_shape {inner.range_shape} differs "
+                f"from the outer operator's domain_shape {outer.domain_shape}"
             )
         super().__init__(inner.domain_shape, outer.range_shape, dtypes=_common_dtypes(outer, inner))
         self.outer = outer
@@ -317,7 +318,9 @@ class SumOperator(LinearOperator):
                 f"{first.domain_shape} -> {first.range_shape} and "
                 f"{second.domain_shape} -> {second.range_shape}"
             )
-        super().__init__(first.domain_shape, first.range_shape, dtypes=_common_dtypes(first, second))
+        super().__init__(
+            first.domain_shape, first.range_shape, dtypes=_common_dtypes(first, second)
+        )
         self.first = first
         self.second = second
 
@@ -394,7 +397,9 @@ class MatrixOperator(LinearOperator):
     def _matvec(self, x: torch.Tensor) -> torch.Tensor:
         M = self._matrix_like(x)
         flat = x.reshape(x.shape[0], -1)
-        out = torch.sparse.mm(M, flat.T).T if M.is_sparse or M.layout != torch.strided else flat @ M.T
+        out = (
+            torch.sparse.mm(M, flat.T).T if M.is_sparse or M.layout != torch.strided else flat @ M.T
+        )
         return out.reshape((x.shape[0], *self.range_shape))
 
     def _rmatvec(self, y: torch.Tensor) -> torch.Tensor:

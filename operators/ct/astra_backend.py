@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from operators.ct.geometry import ConeBeam3D, FanBeam2D, Parallel2D, Parallel3D
+from operators.ct.geometry import FanBeam2D, Parallel2D, Parallel3D
 
 
 def import_astra():
@@ -95,17 +95,13 @@ def astra_geometries_3d(geometry) -> tuple[dict, dict]:
     if isinstance(geometry, (Parallel2D, FanBeam2D)):
         H, W = geometry.image_shape
         ps = geometry.pixel_size
-        vol = astra.create_vol_geom(
-            H, W, 1, *_extent(W, ps), *_extent(H, ps), *_extent(1, ps)
-        )
+        vol = astra.create_vol_geom(H, W, 1, *_extent(W, ps), *_extent(H, ps), *_extent(1, ps))
         spacing = (geometry.detector_spacing, ps)  # (col spacing, row spacing)
         rows, cols = 1, geometry.n_detectors
     else:
         D, H, W = geometry.volume_shape
         vs = geometry.voxel_size
-        vol = astra.create_vol_geom(
-            H, W, D, *_extent(W, vs), *_extent(H, vs), *_extent(D, vs)
-        )
+        vol = astra.create_vol_geom(H, W, D, *_extent(W, vs), *_extent(H, vs), *_extent(D, vs))
         spacing = (geometry.detector_spacing[1], geometry.detector_spacing[0])
         rows, cols = geometry.detector_shape
     if isinstance(geometry, (Parallel2D, Parallel3D)):
@@ -179,8 +175,10 @@ class AstraCPU2D:
         astra = import_astra()
 
         def direct(src, out):
-            self._map(lambda i: astra.experimental.direct_FP2D(self.projector_id, src[i], out[i]),
-                      src.shape[0])
+            self._map(
+                lambda i: astra.experimental.direct_FP2D(self.projector_id, src[i], out[i]),
+                src.shape[0],
+            )
 
         return self._run(x, self.geometry.range_shape, direct)
 
@@ -189,8 +187,10 @@ class AstraCPU2D:
         astra = import_astra()
 
         def direct(src, out):
-            self._map(lambda i: astra.experimental.direct_BP2D(self.projector_id, out[i], src[i]),
-                      src.shape[0])
+            self._map(
+                lambda i: astra.experimental.direct_BP2D(self.projector_id, out[i], src[i]),
+                src.shape[0],
+            )
 
         return self._run(y, self.geometry.domain_shape, direct)
 
@@ -273,5 +273,4 @@ __all__ = [
     "astra_geometries_2d",
     "astra_geometries_3d",
     "import_astra",
-    "ConeBeam3D",
 ]

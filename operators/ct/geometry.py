@@ -2,15 +2,17 @@
 
 Conventions (the same for every backend):
 
-- 2D images are ``(H, W)`` tensors on a grid of square pixels of side ``pixel_size`` centred on the
-  rotation axis. Column ``j`` is at ``x = (j - (W-1)/2) * pixel_size``; row ``i`` at
+- 2D images are ``(H, W)`` tensors on a grid of square pixels of side ``pixel_size``, centred
+  on the rotation axis. Column ``j`` is at ``x = (j - (W-1)/2) * pixel_size``; row ``i`` at
   ``y = ((H-1)/2 - i) * pixel_size`` (row 0 is the top of the image, ``y`` points up).
-- 3D volumes are ``(D, H, W)`` = ``(z, y, x)`` with the same in-plane convention; slice 0 is at the bottom.
+- 3D volumes are ``(D, H, W)`` = ``(z, y, x)``, ASTRA's 3D axis order (slices, rows, columns);
+  the in-plane orientation of ASTRA's 3D CUDA path is to be confirmed on a GPU (see test_gpu.py).
 - Sinograms are ``(n_angles, n_detectors)`` in 2D and ``(n_angles, det_rows, det_cols)`` in 3D.
   Detector element ``k`` is at ``u = (k - (n-1)/2) * detector_spacing``.
 - Parallel beam: at angle θ the detector coordinate of a point is ``u = x cos θ + y sin θ``
-  (ASTRA's convention). Fan and cone beam: the source starts on the ``-y`` axis... as in ASTRA's
-  ``fanflat``/``cone`` geometries, rotating counter-clockwise with θ.
+  (ASTRA's convention). Fan and cone beam (ASTRA's ``fanflat``/``cone``): the source is at
+  ``R (sin θ, −cos θ)``, the detector centre at ``D (−sin θ, cos θ)`` and its axis along
+  ``(cos θ, sin θ)``, so ``u`` is the magnified ``x cos θ + y sin θ``.
 - Values are line integrals in physical units: a unit-valued disc of radius r gives ``2√(r² − u²)``.
 
 Example
@@ -104,7 +106,8 @@ def _check_parallel_coverage(diameter_mm: float, n_det: int, spacing: float, wha
         need = math.ceil(diameter_mm / spacing - 1e-9)
         raise ValueError(
             f"the detector ({n_det} × {spacing} mm = {width:.4g} mm) does not see the whole "
-            f"{what} (diameter {diameter_mm:.4g} mm); use at least {need} detectors or a larger spacing"
+            f"{what} (diameter {diameter_mm:.4g} mm); use at least {need} detectors "
+            "or a larger spacing"
         )
 
 

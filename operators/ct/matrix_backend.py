@@ -1,9 +1,9 @@
-"""The ``matrix`` backend: ASTRA's 2D system matrix, cached on disk, applied as a torch sparse product.
+"""The ``matrix`` backend: ASTRA's 2D system matrix, cached on disk, applied as a sparse product.
 
-The matrix ``W`` (float32 values, int32 indices, CSR) is exported once from ASTRA's CPU projector and
-saved under the cache directory, keyed by a hash of the geometry. The transpose is precomputed for
-the adjoint. Products run over chunks of ``chunk_size`` images (16–32 is fastest on CPU) and work on
-CUDA tensors too (the matrix is copied once per device and dtype).
+The matrix ``W`` (float32 values, int32 indices, CSR) is exported once from ASTRA's CPU projector
+and saved under the cache directory, keyed by a hash of the geometry. The transpose is
+precomputed for the adjoint. Products run over chunks of ``chunk_size`` images (16–32 is
+fastest on CPU) and work on CUDA tensors too (the matrix is copied once per device and dtype).
 
 Cache directory: ``$TOMOLEARN_CACHE_DIR`` if set, else the user cache dir (``platformdirs``), in a
 ``system_matrices`` subfolder. Files are written to a temporary name and renamed atomically, under

@@ -1,13 +1,13 @@
 """The ``odl`` backend: ODL 1.0's ``RayTransform`` behind our geometry conventions.
 
 An independent path through ODL's own geometry handling (and an interop point for ODL users).
-Our geometries map to ODL's with the angle offset ``θ_odl = θ + π/2`` and the identity on the image
-array (ODL's first axis is ``x``... ODL's ``uniform_discr`` indexes ``[i, j]`` as ``(x_i, y_j)``, and
-with the offset the two conventions give the same sinogram; checked by the backend-agreement tests).
+Our geometries map to ODL's with the angle offset ``θ_odl = θ + π/2`` and the identity on the
+image array: ODL's ``uniform_discr`` indexes ``[i, j]`` as ``(x_i, y_j)``, a quarter turn from our
+``(row, col)``, which the offset undoes (checked by the backend-agreement tests).
 
-Scaling: ODL's forward is the line integral in physical units like ours. ODL's adjoint is the adjoint
-with respect to the *weighted* inner products of its discretised spaces; the Euclidean adjoint we
-need is ``(w_domain / w_range) · adjoint_odl``, with ``w`` the spaces' constant weightings.
+Scaling: ODL's forward is the line integral in physical units like ours. ODL's adjoint is the
+adjoint with respect to the *weighted* inner products of its discretised spaces; the Euclidean
+adjoint we need is ``(w_domain / w_range) · adjoint_odl`` (``w``: the spaces' constant weightings).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def odl_available() -> bool:
 
 
 def odl_ray_transform(geometry: Parallel2D | FanBeam2D, *, impl: str | None = None):
-    """The ODL ``RayTransform`` equal to our ray transform of ``geometry`` (same array convention)."""
+    """The ODL ``RayTransform`` equal to ours for ``geometry`` (same array convention)."""
     import odl
     from odl.applications import tomo
 

@@ -4,7 +4,7 @@ Backends are registered in :data:`BACKENDS` under availability flags; ``backend=
 per call from the input's device:
 
 - CUDA tensor → ``astra`` (ASTRA CUDA, no host round trip);
-- CPU tensor, 2D → ``matrix`` when matrix + transpose fit under ``matrix_max_bytes``, else ``astra``;
+- CPU tensor, 2D → ``matrix`` if matrix + transpose fit in ``matrix_max_bytes``, else ``astra``;
 - CPU tensor, 3D → error: ASTRA's 3D projectors need a GPU.
 
 Example

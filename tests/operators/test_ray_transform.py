@@ -24,12 +24,20 @@ GEOMETRIES_2D = [
         Parallel2D((24, 40), n_angles=13, pixel_size=0.5, detector_spacing=0.7), id="parallel-rect"
     ),
     pytest.param(
-        FanBeam2D((32, 32), n_angles=24, n_detectors=72, source_distance=80.0, detector_distance=40.0),
+        FanBeam2D(
+            (32, 32), n_angles=24, n_detectors=72, source_distance=80.0, detector_distance=40.0
+        ),
         id="fan-square",
     ),
     pytest.param(
-        FanBeam2D((30, 20), n_angles=17, n_detectors=182, source_distance=60.0,
-                  detector_distance=60.0, pixel_size=2.0),
+        FanBeam2D(
+            (30, 20),
+            n_angles=17,
+            n_detectors=182,
+            source_distance=60.0,
+            detector_distance=60.0,
+            pixel_size=2.0,
+        ),
         id="fan-rect",
     ),
 ]
@@ -50,8 +58,10 @@ def test_dot_test_and_autograd(geometry, backend):
 def test_backends_agree(geometry):
     x = torch.rand(3, *geometry.image_shape, generator=torch.Generator().manual_seed(0))
     y = torch.rand(3, *geometry.range_shape, generator=torch.Generator().manual_seed(1))
-    results = {b: (RayTransform(geometry, backend=b)(x), RayTransform(geometry, backend=b).T(y))
-               for b in ("astra", "matrix", "odl")}
+    results = {
+        b: (RayTransform(geometry, backend=b)(x), RayTransform(geometry, backend=b).T(y))
+        for b in ("astra", "matrix", "odl")
+    }
     ref_fwd, ref_adj = results["astra"]
 
     def rel(a, b):
@@ -77,7 +87,7 @@ def _disc_sinogram_error(geometry, radius: float) -> float:
     inside = (c[:, None] ** 2 + r[None, :] ** 2 <= radius**2).double()
     img = inside.reshape(H, sub, W, sub).mean(dim=(1, 3))
     sino = RayTransform(geometry, backend="astra")(img)
-    u = (torch.arange(geometry.n_detectors, dtype=torch.float64) - (geometry.n_detectors - 1) / 2)
+    u = torch.arange(geometry.n_detectors, dtype=torch.float64) - (geometry.n_detectors - 1) / 2
     u = u * geometry.detector_spacing
     if isinstance(geometry, FanBeam2D):
         R, D = geometry.source_distance, geometry.detector_distance
@@ -85,17 +95,32 @@ def _disc_sinogram_error(geometry, radius: float) -> float:
     else:
         s = u
     exact = 2 * torch.sqrt(torch.clamp(radius**2 - s**2, min=0))
-    return float(torch.linalg.vector_norm(sino - exact) / torch.linalg.vector_norm(exact.expand_as(sino)))
+    return float(
+        torch.linalg.vector_norm(sino - exact) / torch.linalg.vector_norm(exact.expand_as(sino))
+    )
 
 
 @pytest.mark.parametrize(
     "make",
     [
-        pytest.param(lambda n, ps: Parallel2D((n, n), 8, n_detectors=2 * n, pixel_size=ps,
-                                              detector_spacing=ps), id="parallel"),
-        pytest.param(lambda n, ps: FanBeam2D((n, n), 8, n_detectors=3 * n, pixel_size=ps,
-                                             detector_spacing=ps, source_distance=150.0,
-                                             detector_distance=75.0), id="fan"),
+        pytest.param(
+            lambda n, ps: Parallel2D(
+                (n, n), 8, n_detectors=2 * n, pixel_size=ps, detector_spacing=ps
+            ),
+            id="parallel",
+        ),
+        pytest.param(
+            lambda n, ps: FanBeam2D(
+                (n, n),
+                8,
+                n_detectors=3 * n,
+                pixel_size=ps,
+                detector_spacing=ps,
+                source_distance=150.0,
+                detector_distance=75.0,
+            ),
+            id="fan",
+        ),
     ],
 )
 def test_physical_units_independent_of_resolution(make):
@@ -155,7 +180,9 @@ def test_unavailable_backend_lists_available(monkeypatch):
 
     info = ray_transform.BACKENDS["odl"]
     monkeypatch.setitem(
-        ray_transform.BACKENDS, "odl", ray_transform.BackendInfo("odl", lambda: False, info.description)
+        ray_transform.BACKENDS,
+        "odl",
+        ray_transform.BackendInfo("odl", lambda: False, info.description),
     )
     with pytest.raises(ValueError, match=r"'odl' is not available.*available: auto, astra, matrix"):
         RayTransform(Parallel2D(16, 4), backend="odl")
@@ -165,7 +192,9 @@ def test_unavailable_backend_lists_available(monkeypatch):
     "geometry",
     [
         pytest.param(Parallel3D(8, n_angles=4), id="parallel3d"),
-        pytest.param(ConeBeam3D(8, n_angles=4, source_distance=50.0, detector_distance=20.0), id="cone"),
+        pytest.param(
+            ConeBeam3D(8, n_angles=4, source_distance=50.0, detector_distance=20.0), id="cone"
+        ),
     ],
 )
 def test_3d_on_cpu_says_a_gpu_is_needed(geometry):

@@ -1,4 +1,4 @@
-"""Shared fixtures: a private system-matrix cache per test session."""
+"""Shared fixtures for the whole suite: a private system-matrix cache per test session."""
 
 from __future__ import annotations
 

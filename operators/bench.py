@@ -71,15 +71,20 @@ HEADLINE = ("parallel 128² 60a", 32)
 
 
 # ----------------------------------------------------------------------------- memory
-def _rss_mb() -> float | None:
+def _proc_status_mb(field: str) -> float | None:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MB; None off Linux."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def _rss_mb() -> float | None:
+    return _proc_status_mb("VmRSS")
 
 
 def _reset_peak() -> bool:
@@ -93,14 +98,7 @@ def _reset_peak() -> bool:
 
 
 def _peak_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return _proc_status_mb("VmHWM")
 
 
 # ----------------------------------------------------------------------------- machine floor

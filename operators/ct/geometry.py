@@ -161,14 +161,7 @@ class Parallel2D(_Geometry):
     ndim = 2
 
     def __post_init__(self) -> None:
-        shape = as_shape(self.image_shape, name="image_shape")
-        if len(shape) == 1:
-            shape = shape * 2
-        if len(shape) != 2:
-            raise ValueError(f"image_shape must be (H, W), got {shape}")
-        n_angles = as_shape(self.n_angles, name="n_angles")[0]
-        ps = _positive("pixel_size", self.pixel_size)
-        ds = _positive("detector_spacing", self.detector_spacing)
+        shape, n_angles, ps, ds = _image_fields(self)
         diameter = math.hypot(*shape) * ps
         n_det = self.n_detectors
         n_det = _default_detectors(diameter / ds - 1e-9) if n_det is None else as_shape(n_det)[0]
@@ -215,18 +208,8 @@ class FanBeam2D(_Geometry):
     ndim = 2
 
     def __post_init__(self) -> None:
-        shape = as_shape(self.image_shape, name="image_shape")
-        if len(shape) == 1:
-            shape = shape * 2
-        if len(shape) != 2:
-            raise ValueError(f"image_shape must be (H, W), got {shape}")
-        n_angles = as_shape(self.n_angles, name="n_angles")[0]
-        ps = _positive("pixel_size", self.pixel_size)
-        ds = _positive("detector_spacing", self.detector_spacing)
-        src = _positive("source_distance", self.source_distance)
-        det = float(self.detector_distance)
-        if not (det >= 0 and math.isfinite(det)):
-            raise ValueError(f"detector_distance must be >= 0 (mm), got {det}")
+        shape, n_angles, ps, ds = _image_fields(self)
+        src, det = _distances(self)
         radius = math.hypot(*shape) * ps / 2
         n_det = self.n_detectors
         if n_det is None:
@@ -253,6 +236,28 @@ class FanBeam2D(_Geometry):
     @property
     def range_shape(self) -> tuple[int, int]:
         return (self.n_angles, self.n_detectors)
+
+
+def _image_fields(g) -> tuple[tuple[int, int], int, float, float]:
+    """Validated (image_shape, n_angles, pixel_size, detector_spacing) of a 2D geometry."""
+    shape = as_shape(g.image_shape, name="image_shape")
+    if len(shape) == 1:
+        shape = shape * 2
+    if len(shape) != 2:
+        raise ValueError(f"image_shape must be (H, W), got {shape}")
+    n_angles = as_shape(g.n_angles, name="n_angles")[0]
+    ps = _positive("pixel_size", g.pixel_size)
+    ds = _positive("detector_spacing", g.detector_spacing)
+    return shape, n_angles, ps, ds
+
+
+def _distances(g) -> tuple[float, float]:
+    """Validated (source_distance, detector_distance) of a divergent-beam geometry."""
+    src = _positive("source_distance", g.source_distance)
+    det = float(g.detector_distance)
+    if not (det >= 0 and math.isfinite(det)):
+        raise ValueError(f"detector_distance must be >= 0 (mm), got {det}")
+    return src, det
 
 
 def _volume_fields(volume_shape, voxel_size):
@@ -353,10 +358,7 @@ class ConeBeam3D(_Geometry):
         shape, vs = _volume_fields(self.volume_shape, self.voxel_size)
         n_angles = as_shape(self.n_angles, name="n_angles")[0]
         ds = _pair("detector_spacing", self.detector_spacing)
-        src = _positive("source_distance", self.source_distance)
-        det = float(self.detector_distance)
-        if not (det >= 0 and math.isfinite(det)):
-            raise ValueError(f"detector_distance must be >= 0 (mm), got {det}")
+        src, det = _distances(self)
         D, H, W = shape
         radius = math.hypot(H, W) * vs / 2
         if src <= radius:

@@ -19,6 +19,7 @@ from operators.base import (
     ScaledOperator,
     SumOperator,
 )
+from operators.counting import CountingOperator
 from operators.ct import (
     BACKENDS,
     ConeBeam3D,
@@ -34,6 +35,7 @@ __all__ = [
     "AdjointOperator",
     "ComposedOperator",
     "ConeBeam3D",
+    "CountingOperator",
     "FanBeam2D",
     "IdentityOperator",
     "LinearOperator",

@@ -224,3 +224,24 @@ def test_check_adjoint_detects_a_wrong_adjoint():
 
     assert check_adjoint(Wrong()) > 1e-2
     assert check_autograd(Wrong()) > 1e-2
+
+
+def test_counting_operator_counts_images_and_passes_through():
+    from operators import CountingOperator, Parallel2D, RayTransform
+
+    A = CountingOperator(dense(5, 3))
+    x = torch.randn(4, 2, 3, dtype=F64)
+    y = A(x)
+    torch.testing.assert_close(y, A.op(x))
+    A.T(y)
+    A.T(y[0])
+    assert (A.forward_count, A.adjoint_count, A.total) == (8, 10, 18)
+    assert check_adjoint(A) < 1e-12 and check_autograd(A) < 1e-12
+    A.reset()
+    assert A.total == 0
+    assert A.norm() == pytest.approx(A.op.norm())
+    assert A.total == 0  # the norm is not counted
+    R = CountingOperator(RayTransform(Parallel2D(16, n_angles=4)))
+    assert R.geometry.n_angles == 4
+    with pytest.raises(AttributeError, match="geometry"):
+        _ = A.geometry

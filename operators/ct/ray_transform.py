@@ -73,7 +73,7 @@ class RayTransform(LinearOperator):
     threads
         Threads for ASTRA's CPU loop over a batch (default: torch's thread count).
     chunk_size
-        Images per sparse product for the ``matrix`` backend.
+        Images per sparse product for the ``matrix`` backend (default: chosen from the sizes).
     cache_directory
         System-matrix cache folder (default: ``$TOMOLEARN_CACHE_DIR`` or the user cache dir).
 
@@ -89,7 +89,7 @@ class RayTransform(LinearOperator):
         backend: str = "auto",
         matrix_max_bytes: int = matrix_backend.DEFAULT_MAX_BYTES,
         threads: int | None = None,
-        chunk_size: int = 32,
+        chunk_size: int | None = None,
         cache_directory: str | None = None,
     ) -> None:
         if not isinstance(geometry, (Parallel2D, FanBeam2D, Parallel3D, ConeBeam3D)):

@@ -247,3 +247,17 @@ def test_matrix_norm_agrees_with_scipy():
     sigma = spla.svds(W, k=1, return_singular_vectors=False)[0]
     assert RayTransform(g).norm() == pytest.approx(sigma, rel=1e-4)
     assert math.isfinite(RayTransform(g, backend="astra").norm())
+
+
+def test_matrix_chunk_size_default_and_validation():
+    small = RayTransform(Parallel2D((32, 32), n_angles=10), backend="matrix")
+    assert small.implementation("cpu").chunk_size == 32
+    with pytest.raises(ValueError, match="chunk_size"):
+        RayTransform(Parallel2D((32, 32), n_angles=10), backend="matrix", chunk_size=0)(
+            torch.zeros(32, 32)
+        )
+    # chunks split the batch without changing the result
+    A3 = RayTransform(Parallel2D((32, 32), n_angles=10), backend="matrix", chunk_size=3)
+    x = torch.rand(7, 32, 32)
+    torch.testing.assert_close(A3(x), small(x))
+    torch.testing.assert_close(A3.T(A3(x)), small.T(small(x)))

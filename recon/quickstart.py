@@ -22,10 +22,11 @@ import torch
 from skimage.io import imsave
 
 import operators
+from data_tools.metrics import psnr
 from data_tools.phantoms import shepp_logan
 from recon.classical import cgls
 
-__all__ = ["main", "psnr", "comparison_image"]
+__all__ = ["main", "comparison_image"]
 
 IMAGE_SHAPE = (128, 128)
 N_ANGLES = 60
@@ -33,47 +34,6 @@ N_DETECTORS = 183
 NOISE_LEVEL = 0.01  # standard deviation relative to the mean |y|
 N_ITER = 20
 SEED = 0
-
-
-def psnr(x: torch.Tensor, truth: torch.Tensor) -> float:
-    r"""Peak signal-to-noise ratio in dB with the data range of the truth.
-
-    .. math:: \mathrm{PSNR} = 10 \log_{10} \frac{(\max t - \min t)^2}{\operatorname{mean}(x - t)^2}
-
-    The data range is the ground truth's max − min, as dival states it.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        Reconstruction, of the same shape as ``truth``.
-    truth : torch.Tensor
-        Ground truth.
-
-    Returns
-    -------
-    float
-        The PSNR in dB; ``inf`` when ``x`` equals ``truth``.
-
-    Raises
-    ------
-    ValueError
-        If the shapes differ or the truth is constant (zero data range).
-
-    Examples
-    --------
-    >>> truth = torch.tensor([0.0, 1.0])
-    >>> round(psnr(torch.tensor([0.1, 1.0]), truth), 2)
-    23.01
-    """
-    if x.shape != truth.shape:
-        raise ValueError(f"shapes differ: {tuple(x.shape)} and {tuple(truth.shape)}")
-    data_range = (truth.max() - truth.min()).item()
-    if data_range <= 0:
-        raise ValueError("the truth is constant: its data range (max - min) is zero")
-    mse = torch.mean((x.double() - truth.double()) ** 2).item()
-    if mse == 0:
-        return float("inf")
-    return float(10.0 * np.log10(data_range**2 / mse))
 
 
 def comparison_image(truth: torch.Tensor, x: torch.Tensor, *, gap: int = 2) -> np.ndarray:
@@ -173,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elapsed = time.perf_counter() - start
     print(
         f"[3/5] CGLS, {N_ITER} iterations: {elapsed:.2f} s, "
-        f"PSNR {psnr(x, truth):.2f} dB (data range = truth max - min)"
+        f"PSNR {float(psnr(x, truth)):.2f} dB (data range = truth max - min)"
     )
 
     args.out.mkdir(parents=True, exist_ok=True)

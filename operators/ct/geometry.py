@@ -70,19 +70,13 @@ def _default_detectors(extent_cells: float) -> int:
 
 
 class _Geometry:
-    """Shared behaviour: shapes, hashing for caches, a short description."""
+    """Shared behaviour of the geometries: hashing for caches and the angles as an array.
+
+    Every geometry also has ``ndim`` and the properties ``domain_shape`` (image or volume) and
+    ``range_shape`` (sinogram or projection stack).
+    """
 
     ndim: int
-
-    @property
-    def domain_shape(self) -> tuple[int, ...]:
-        """Shape of the image or volume the ray transform acts on."""
-        raise NotImplementedError
-
-    @property
-    def range_shape(self) -> tuple[int, ...]:
-        """Shape of the sinogram / projection stack."""
-        raise NotImplementedError
 
     def to_dict(self) -> dict:
         """A JSON-serialisable description (class name and all fields)."""

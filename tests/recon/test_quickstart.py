@@ -2,36 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import pytest
 import torch
 from skimage.io import imread
 
 from recon import quickstart
-
-
-def test_psnr_by_hand():
-    truth = torch.tensor([0.0, 1.0, 0.5, 0.5])
-    x = truth + torch.tensor([0.1, -0.1, 0.0, 0.0])
-    # mse = 0.02 / 4 = 0.005, data range 1: 10 log10(1 / 0.005) = 23.0103
-    assert quickstart.psnr(x, truth) == pytest.approx(10 * math.log10(200.0))
-    # The data range is the truth's max - min, not a fixed 1.
-    assert quickstart.psnr(2 * x, 2 * truth) == pytest.approx(10 * math.log10(200.0))
-    assert quickstart.psnr(truth, truth) == math.inf
-
-
-@pytest.mark.parametrize(
-    ("x", "truth", "match"),
-    [
-        pytest.param(torch.zeros(3), torch.zeros(4), "shapes", id="shape"),
-        pytest.param(torch.zeros(4), torch.ones(4), "constant", id="constant-truth"),
-    ],
-)
-def test_psnr_invalid_input(x, truth, match):
-    with pytest.raises(ValueError, match=match):
-        quickstart.psnr(x, truth)
 
 
 def test_comparison_image_layout_and_window():

@@ -1,0 +1,86 @@
+"""The reconstructor contract: ``x = recon(y, op)``.
+
+Every reconstructor, classical or learned, is a :class:`torch.nn.Module` whose ``forward(y, op)``
+maps measurements ``y`` of shape ``(*batch, *op.range_shape)`` to an image or volume of shape
+``(*batch, *op.domain_shape)`` on the device and in the dtype of ``y``. Batch elements are
+independent problems. Classical reconstructors hold no parameters; learned ones hold their
+networks. Constructors take keyword-only arguments so that a typo in a Hydra config raises.
+Implementations call :func:`check_measurements` first, so NaN, infinite or misshapen
+measurements raise a ``ValueError`` instead of propagating into the result.
+
+Example
+-------
+>>> import torch
+>>> class Adjoint(Reconstructor):
+...     def forward(self, y, op):
+...         check_measurements(y, op)
+...         return op.T(y)
+>>> from operators import MatrixOperator
+>>> op = MatrixOperator(torch.eye(3))
+>>> Adjoint()(torch.ones(2, 3), op).shape
+torch.Size([2, 3])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Reconstructor", "check_measurements"]
+
+
+def check_measurements(y: torch.Tensor, op: Any) -> tuple[int, ...]:
+    """Validate measurements against an operator and return their batch shape.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        Measurements, expected of shape ``(*batch, *op.range_shape)``, floating point and finite.
+    op : LinearOperator
+        Anything with a ``range_shape`` attribute.
+
+    Returns
+    -------
+    tuple of int
+        The leading batch shape of ``y`` (``()`` for a single measurement).
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not a tensor, is not floating point, does not end in ``op.range_shape`` (the
+        message names both shapes) or holds NaN or infinite values.
+
+    Example
+    -------
+    >>> import torch
+    >>> from operators import MatrixOperator
+    >>> check_measurements(torch.zeros(4, 2, 5), MatrixOperator(torch.ones(5, 3)))
+    (4, 2)
+    """
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    range_shape = tuple(op.range_shape)
+    n_range = len(range_shape)
+    if y.ndim < n_range or tuple(y.shape[y.ndim - n_range :]) != range_shape:
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}, but the operator's range_shape is {range_shape}: "
+            "y must have shape (*batch, *op.range_shape)"
+        )
+    if not y.is_floating_point():
+        raise ValueError(f"y must be a floating-point tensor, got {y.dtype}")
+    if not torch.isfinite(y).all():
+        raise ValueError("y contains NaN or infinite values")
+    return tuple(y.shape[: y.ndim - n_range])
+
+
+class Reconstructor(nn.Module):
+    """Base class of reconstructors: ``forward(y, op) -> x``.
+
+    Subclasses implement :meth:`forward` and call :func:`check_measurements` on ``y`` first.
+    """
+
+    def forward(self, y: torch.Tensor, op: Any) -> torch.Tensor:
+        """Map ``y`` of shape ``(*batch, *op.range_shape)`` to ``(*batch, *op.domain_shape)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(y, op)")

@@ -1,0 +1,113 @@
+"""Training: ``train(cfg)`` builds operator, data and model from a config and runs the trainer.
+
+``train(cfg)`` is a plain function (tested with a composed config); ``main`` is the thin
+``hydra.main`` behind the ``recon-train`` console script, which works from any directory::
+
+    recon-train experiment=quickstart
+    recon-train experiment=ellipses_lpd trainer.max_steps=5000
+    recon-train experiment=ellipses_lpd resume=true hydra.run.dir=outputs/lpd   # continue
+
+Checkpoints, TensorBoard logs (``tb/``) and ``run.json`` go under the run's output directory.
+:func:`load_trained` loads a checkpoint into a model, for ``recon-eval``::
+
+    methods:
+      lpd:
+        _target_: recon.train.load_trained
+        model: {_target_: recon.unrolled.LearnedPrimalDual, n_iter: 10}
+        checkpoint: outputs/lpd/checkpoints/best.pt
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from recon.data import build_split
+from recon.training import Trainer, reconstruction_predict, supervised_objective
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def load_trained(model: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:
+    """Load the weights of a trainer checkpoint (``best.pt``, ``last.pt``, ``step_*.pt``) into
+    ``model`` and return it in eval mode.
+
+    Raises ``FileNotFoundError`` naming the path when the checkpoint is missing.
+    """
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path} is not a tomolearn trainer checkpoint (no 'model' entry)")
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
+    """Train ``cfg.model`` on ``cfg.data``'s train split; returns the trainer's result.
+
+    ``output_dir`` defaults to Hydra's run directory (``cfg.paths.output_dir``).
+    """
+    from hydra.utils import instantiate
+
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    output_dir = Path(output_dir if output_dir is not None else cfg.paths.output_dir)
+    op = instantiate(cfg.operator)
+    model = instantiate(cfg.model)
+    train_data = build_split(cfg.data, "train", op.geometry)
+    val_data = build_split(cfg.data, "validation", op.geometry)
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    hparams = {
+        "model": cfg.model._target_.rsplit(".", 1)[-1],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "lr": float(cfg.optim.lr),
+        "batch_size": int(cfg.trainer.batch_size),
+        "max_steps": int(cfg.trainer.max_steps),
+    }
+    log.info(
+        "training %s (%d parameters) for %d steps",
+        hparams["model"],
+        hparams["parameters"],
+        hparams["max_steps"],
+    )
+    trainer = Trainer(
+        model,
+        train_data=train_data,
+        val_data=val_data,
+        objective=supervised_objective(op),
+        predict=reconstruction_predict(op),
+        out_dir=output_dir,
+        optimizer=instantiate(cfg.optim),
+        seed=int(cfg.seed),
+        hparams=hparams,
+        **trainer_cfg,
+    )
+    result = trainer.fit(resume=bool(cfg.resume))
+    result["output_dir"] = str(output_dir)
+    result["checkpoint"] = str(output_dir / "checkpoints" / "best.pt")
+    return result
+
+
+def main() -> float:
+    """Console entry point ``recon-train``; returns the best validation PSNR (for sweepers)."""
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+    def _main(cfg: DictConfig) -> float:
+        result = train(cfg)
+        print(f"best validation PSNR {result['best_psnr']:.2f} dB at {result['checkpoint']}")
+        print(f"TensorBoard: tensorboard --logdir {result['output_dir']}/tb")
+        return float(result["best_psnr"])
+
+    return _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,419 @@
+r"""Unrolled iterative reconstruction: learned gradient and learned primal-dual.
+
+Both unroll a fixed number of iterations of an optimisation scheme and replace its update rule by
+small CNNs, one per iteration, that see the operator's action on the current iterate:
+
+- :class:`LearnedGradient` (Adler & Öktem 2017): ``x ← x + Λ_k(x, Aᵀ(Ax − y), ∇S(x), memory)``.
+- :class:`LearnedPrimalDual` (Adler & Öktem 2018): learned updates in the image (primal) and
+  the data (dual) space, coupled through ``A`` and ``Aᵀ``.
+
+Both work with any linear operator (``op(x)``, ``op.T(z)``, ``op.norm()``, ``domain_shape`` and
+``range_shape`` of ``ndim`` dimensions each), any batch size, on the device and in the dtype of
+``y`` (the networks must be on that device and in that dtype too). With
+``normalize_operator=True`` (default) they use :math:`A/\|A\|` and :math:`y/\|A\|` so that
+``Aᵀ A`` has norm 1 whatever the physical units; the solution of ``Ax = y`` is unchanged.
+``checkpointing=True`` recomputes each iteration in the backward pass
+(:func:`torch.utils.checkpoint.checkpoint`) instead of storing its activations, so training
+memory grows with one iteration instead of ``n_iter``; results and gradients are the same.
+
+References: J. Adler, O. Öktem, "Solving ill-posed inverse problems using iterative deep neural
+networks", Inverse Problems 33(12), 124007, 2017. J. Adler, O. Öktem, "Learned primal-dual
+reconstruction", IEEE TMI 37(6), 1322–1332, 2018.
+
+Example
+-------
+>>> import torch
+>>> from operators import Parallel2D, RayTransform
+>>> op = RayTransform(Parallel2D((32, 32), n_angles=10), backend="matrix")
+>>> lpd = LearnedPrimalDual(n_iter=2)
+>>> lpd(torch.zeros(3, 1, *op.range_shape), op).shape
+torch.Size([3, 1, 32, 32])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from models import ConvNet
+from operators import LinearOperator
+from recon.base import Reconstructor, check_measurements
+from recon.classical import (
+    _LinearOperatorLike,
+    divergence2d,
+    divergence3d,
+    fbp,
+    fdk,
+    gradient2d,
+    gradient3d,
+)
+
+__all__ = ["INITS", "LearnedGradient", "LearnedPrimalDual", "smoothness_gradient"]
+
+#: Initial iterates of :class:`LearnedGradient`.
+INITS: tuple[str, ...] = ("zero", "fbp")
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_int(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def _check_ndim(value: object) -> int:
+    if isinstance(value, bool) or value not in (2, 3):
+        raise ValueError(f"ndim must be 2 or 3 (spatial dimensions), got {value!r}")
+    return int(value)
+
+
+def smoothness_gradient(x: torch.Tensor, *, ndim: int = 2) -> torch.Tensor:
+    r"""Gradient of :math:`S(x) = \tfrac12\|\nabla x\|^2`: :math:`\nabla^T\nabla x = -\Delta x`.
+
+    :math:`\nabla` is the forward-difference gradient with Neumann boundary of
+    :func:`recon.classical.gradient2d` (``gradient3d``) and :math:`\nabla^T = -\operatorname{div}`
+    its exact adjoint, so the result is exactly the gradient of ``S`` (a 5-point, 7-point in 3D,
+    negative Laplacian in the interior).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Images ``(*batch, H, W)`` (``ndim=2``) or volumes ``(*batch, D, H, W)`` (``ndim=3``).
+    ndim : {2, 3}
+        Spatial dimensions.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape as ``x``.
+
+    Example
+    -------
+    >>> x = torch.zeros(1, 5, 5)
+    >>> x[0, 2, 2] = 1.0
+    >>> stencil = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+    >>> torch.equal(smoothness_gradient(x)[0, 1:4, 1:4], stencil)
+    True
+    """
+    if _check_ndim(ndim) == 2:
+        return -divergence2d(gradient2d(x))
+    return -divergence3d(gradient3d(x))
+
+
+def _flatten_measurements(
+    y: torch.Tensor, op: _LinearOperatorLike, ndim: int
+) -> tuple[tuple[int, ...], torch.Tensor]:
+    """Validate ``y`` and return its batch shape and ``y`` as ``(N, 1, *op.range_shape)``."""
+    batch_shape = check_measurements(y, op)
+    domain_shape, range_shape = tuple(op.domain_shape), tuple(op.range_shape)
+    if len(domain_shape) != ndim or len(range_shape) != ndim:
+        raise ValueError(
+            f"this network was built with ndim={ndim} convolutions, but the operator maps "
+            f"{domain_shape} to {range_shape}: both shapes need {ndim} dimensions"
+        )
+    return batch_shape, y.reshape(-1, 1, *range_shape)
+
+
+def _operator_scale(op: _LinearOperatorLike, normalize: bool, device: torch.device) -> float:
+    r"""``1/‖A‖`` (cached by the operator) when ``normalize``, else 1.
+
+    A :class:`~operators.LinearOperator` runs its power iteration on ``device`` (the device of the
+    measurements), so operators that only run on a GPU can be normalised too.
+    """
+    if not normalize:
+        return 1.0
+    norm = getattr(op, "norm", None)
+    if not callable(norm):
+        raise ValueError(
+            f"{type(op).__name__} has no norm() method: pass normalize_operator=False "
+            "or scale the operator yourself"
+        )
+    value = float(norm(device=device) if isinstance(op, LinearOperator) else norm())
+    if not value > 0:
+        raise ValueError(f"the operator's norm is {value}; cannot normalise it")
+    return 1.0 / value
+
+
+class _Unrolled(Reconstructor):
+    """Shared plumbing: optional checkpointing of one iteration."""
+
+    checkpointing: bool
+
+    def _run(self, iteration: Callable[..., Any], *args: Any) -> Any:
+        """``iteration(*args)``, recomputed in the backward pass when checkpointing."""
+        if self.checkpointing and torch.is_grad_enabled():
+            return checkpoint(iteration, *args, use_reentrant=False)
+        return iteration(*args)
+
+    def zero_last(self) -> None:
+        """Zero the last convolution of every block: each update is then 0 (see ``zero_init``).
+
+        Example
+        -------
+        >>> lpd = LearnedPrimalDual(n_iter=2)
+        >>> lpd.zero_last()
+        >>> lpd.primal_blocks[0].last.weight.abs().max().item()
+        0.0
+        """
+        for module in self.modules():
+            if isinstance(module, ConvNet):
+                module.zero_last()
+
+
+# --------------------------------------------------------------------------- learned gradient
+class LearnedGradient(_Unrolled):
+    r"""Learned gradient descent (Adler & Öktem 2017, "partially learned gradient scheme").
+
+    With :math:`A` and :math:`y` scaled by :math:`1/\|A\|` (``normalize_operator``), starting from
+    :math:`x_0 = 0` (or FBP) and memory :math:`s_0 = 0`, iteration :math:`k = 0, …, n-1` is
+
+    .. math::
+
+        (\delta x, s_{k+1}) &= \Lambda_{\theta_k}\big(x_k,\ A^T(Ax_k - y),\
+            \nabla^T\nabla x_k,\ s_k\big), \\
+        x_{k+1} &= x_k + \delta x,
+
+    where :math:`A^T(Ax - y)` is the gradient of the data term :math:`\tfrac12\|Ax - y\|^2`,
+    :math:`\nabla^T\nabla x = -\Delta x` that of the smoothness term :math:`\tfrac12\|\nabla x\|^2`
+    (:func:`smoothness_gradient`), and :math:`\Lambda_{\theta_k}` a 3-layer CNN (3×3, PReLU,
+    ``channels`` hidden channels) of its own per iteration, whose first output channel is the
+    update and the others the new memory. Two operator applications per iteration.
+
+    Parameters
+    ----------
+    n_iter : int
+        Number of unrolled iterations (≥ 1).
+    memory : int
+        Memory channels carried between iterations (≥ 0).
+    channels : int
+        Hidden channels of each CNN.
+    checkpointing : bool
+        Recompute each iteration in the backward pass to bound memory (same results).
+    normalize_operator : bool
+        Use :math:`A/\|A\|` and :math:`y/\|A\|` (needs ``op.norm()``).
+    init : {"zero", "fbp"}
+        Initial iterate: zeros, or :func:`recon.classical.fbp` with the Hann filter
+        (:func:`~recon.classical.fdk` for cone beam; needs a :class:`~operators.RayTransform`).
+    zero_init : bool
+        Zero the last layer of every CNN, so that the untrained network returns ``x_0``.
+    ndim : {2, 3}
+        Spatial dimensions of the operator's domain and range (2D or 3D convolutions).
+
+    Attributes
+    ----------
+    blocks : torch.nn.ModuleList
+        The ``n_iter`` CNNs, in order.
+
+    Example
+    -------
+    >>> import torch
+    >>> from operators import MatrixOperator
+    >>> op = MatrixOperator(torch.randn(6 * 7, 8 * 8), domain_shape=(8, 8), range_shape=(6, 7))
+    >>> lg = LearnedGradient(n_iter=3, memory=5)
+    >>> lg(torch.randn(4, 1, 6, 7), op).shape
+    torch.Size([4, 1, 8, 8])
+    """
+
+    def __init__(
+        self,
+        *,
+        n_iter: int = 10,
+        memory: int = 5,
+        channels: int = 32,
+        checkpointing: bool = False,
+        normalize_operator: bool = True,
+        init: str = "zero",
+        zero_init: bool = False,
+        ndim: int = 2,
+    ) -> None:
+        super().__init__()
+        self.n_iter = _check_int("n_iter", n_iter, minimum=1)
+        self.memory = _check_int("memory", memory, minimum=0)
+        self.channels = _check_int("channels", channels, minimum=1)
+        self.checkpointing = _check_bool("checkpointing", checkpointing)
+        self.normalize_operator = _check_bool("normalize_operator", normalize_operator)
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+        self.init = init
+        self.ndim = _check_ndim(ndim)
+        self.blocks = nn.ModuleList(
+            ConvNet(
+                in_channels=3 + memory,
+                out_channels=1 + memory,
+                hidden_channels=channels,
+                n_layers=3,
+                activation="prelu",
+                ndim=ndim,
+            )
+            for _ in range(n_iter)
+        )
+        if _check_bool("zero_init", zero_init):
+            self.zero_last()
+
+    def forward(self, y: torch.Tensor, op: _LinearOperatorLike) -> torch.Tensor:
+        """Map ``y`` ``(*batch, *op.range_shape)`` to ``(*batch, *op.domain_shape)``."""
+        batch_shape, y_flat = _flatten_measurements(y, op, self.ndim)
+        domain_shape = tuple(op.domain_shape)
+        scale = _operator_scale(op, self.normalize_operator, y.device)
+        g = y_flat * scale
+        n = g.shape[0]
+
+        if self.init == "fbp":
+            analytic = fdk if self.ndim == 3 else fbp
+            x = analytic(y_flat, op, filter="hann")
+        else:
+            x = g.new_zeros((n, 1, *domain_shape))
+        memory = g.new_zeros((n, self.memory, *domain_shape))
+
+        def iteration(k: int, x: torch.Tensor, memory: torch.Tensor):
+            data_gradient = scale * op.T(scale * op(x) - g)
+            smooth_gradient = smoothness_gradient(x, ndim=self.ndim)
+            out = self.blocks[k](torch.cat([x, data_gradient, smooth_gradient, memory], dim=1))
+            return x + out[:, :1], out[:, 1:]
+
+        for k in range(self.n_iter):
+            x, memory = self._run(iteration, k, x, memory)
+        return x.reshape(*batch_shape, *domain_shape)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_iter={self.n_iter}, memory={self.memory}, channels={self.channels}, "
+            f"checkpointing={self.checkpointing}, normalize_operator={self.normalize_operator}, "
+            f"init={self.init!r}, ndim={self.ndim}"
+        )
+
+
+# --------------------------------------------------------------------------- learned primal-dual
+class LearnedPrimalDual(_Unrolled):
+    r"""Learned primal-dual reconstruction (Adler & Öktem 2018, Algorithm 3).
+
+    With :math:`A` and :math:`g = y` scaled by :math:`1/\|A\|` (``normalize_operator``), primal
+    :math:`h_0 = 0` (``n_primal`` image channels) and dual :math:`f_0 = 0` (``n_dual`` data
+    channels), iteration :math:`k = 0, …, n-1` is
+
+    .. math::
+
+        f_{k+1} &= f_k + \Gamma_{\theta_k^d}\big(f_k,\ A h_k^{(1)},\ g\big), \\
+        h_{k+1} &= h_k + \Lambda_{\theta_k^p}\big(h_k,\ A^T f_{k+1}^{(0)}\big),
+
+    and the reconstruction is :math:`h_n^{(0)}` (superscripts are channels, counted from 0; the
+    forward operator reads channel 1, or channel 0 when ``n_primal == 1``). :math:`\Gamma` and
+    :math:`\Lambda` are 3-layer CNNs (3×3, ``channels`` hidden channels, PReLU), separate for
+    every iteration. Two operator applications per iteration. With the defaults (10 iterations,
+    5 + 5 channels, 32 filters) it has about 2.5·10⁵ parameters.
+
+    Parameters
+    ----------
+    n_iter : int
+        Number of unrolled iterations (≥ 1).
+    n_primal, n_dual : int
+        Channels of the primal (image) and dual (data) iterates (≥ 1).
+    channels : int
+        Hidden channels of each CNN.
+    checkpointing : bool
+        Recompute each iteration in the backward pass to bound memory (same results).
+    normalize_operator : bool
+        Use :math:`A/\|A\|` and :math:`y/\|A\|` (needs ``op.norm()``).
+    zero_init : bool
+        Zero the last layer of every CNN, so that the untrained network returns 0.
+    ndim : {2, 3}
+        Spatial dimensions of the operator's domain and range (2D or 3D convolutions).
+
+    Attributes
+    ----------
+    primal_blocks, dual_blocks : torch.nn.ModuleList
+        The ``n_iter`` primal and dual CNNs, in order.
+
+    Example
+    -------
+    >>> import torch
+    >>> from operators import MatrixOperator
+    >>> op = MatrixOperator(torch.randn(6 * 7, 8 * 8), domain_shape=(8, 8), range_shape=(6, 7))
+    >>> lpd = LearnedPrimalDual(n_iter=2, zero_init=True)
+    >>> lpd(torch.randn(4, 1, 6, 7), op).abs().max().item()
+    0.0
+    """
+
+    def __init__(
+        self,
+        *,
+        n_iter: int = 10,
+        n_primal: int = 5,
+        n_dual: int = 5,
+        channels: int = 32,
+        checkpointing: bool = False,
+        normalize_operator: bool = True,
+        zero_init: bool = False,
+        ndim: int = 2,
+    ) -> None:
+        super().__init__()
+        self.n_iter = _check_int("n_iter", n_iter, minimum=1)
+        self.n_primal = _check_int("n_primal", n_primal, minimum=1)
+        self.n_dual = _check_int("n_dual", n_dual, minimum=1)
+        self.channels = _check_int("channels", channels, minimum=1)
+        self.checkpointing = _check_bool("checkpointing", checkpointing)
+        self.normalize_operator = _check_bool("normalize_operator", normalize_operator)
+        self.ndim = _check_ndim(ndim)
+        self.primal_blocks = nn.ModuleList(
+            ConvNet(
+                in_channels=n_primal + 1,
+                out_channels=n_primal,
+                hidden_channels=channels,
+                n_layers=3,
+                activation="prelu",
+                ndim=ndim,
+            )
+            for _ in range(n_iter)
+        )
+        self.dual_blocks = nn.ModuleList(
+            ConvNet(
+                in_channels=n_dual + 2,
+                out_channels=n_dual,
+                hidden_channels=channels,
+                n_layers=3,
+                activation="prelu",
+                ndim=ndim,
+            )
+            for _ in range(n_iter)
+        )
+        if _check_bool("zero_init", zero_init):
+            self.zero_last()
+
+    def forward(self, y: torch.Tensor, op: _LinearOperatorLike) -> torch.Tensor:
+        """Map ``y`` ``(*batch, *op.range_shape)`` to ``(*batch, *op.domain_shape)``."""
+        batch_shape, y_flat = _flatten_measurements(y, op, self.ndim)
+        domain_shape, range_shape = tuple(op.domain_shape), tuple(op.range_shape)
+        scale = _operator_scale(op, self.normalize_operator, y.device)
+        g = y_flat * scale
+        n = g.shape[0]
+        primal = g.new_zeros((n, self.n_primal, *domain_shape))
+        dual = g.new_zeros((n, self.n_dual, *range_shape))
+        forward_channel = min(1, self.n_primal - 1)
+
+        def iteration(k: int, primal: torch.Tensor, dual: torch.Tensor):
+            evaluated = scale * op(primal[:, forward_channel : forward_channel + 1])
+            dual = dual + self.dual_blocks[k](torch.cat([dual, evaluated, g], dim=1))
+            backprojected = scale * op.T(dual[:, :1])
+            primal = primal + self.primal_blocks[k](torch.cat([primal, backprojected], dim=1))
+            return primal, dual
+
+        for k in range(self.n_iter):
+            primal, dual = self._run(iteration, k, primal, dual)
+        return primal[:, :1].reshape(*batch_shape, *domain_shape)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_iter={self.n_iter}, n_primal={self.n_primal}, n_dual={self.n_dual}, "
+            f"channels={self.channels}, checkpointing={self.checkpointing}, "
+            f"normalize_operator={self.normalize_operator}, ndim={self.ndim}"
+        )

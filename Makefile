@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 # else so that no dependency pulls a multi-GB CUDA build of a newer torch.
 TORCH_VERSION := 2.13.0
 
-.PHONY: venv run test test-slow bench lint clean
+.PHONY: venv run demo test test-slow bench lint clean
 
 venv: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ $(VENV)/.installed: pyproject.toml | $(VPY)
 
 run: venv
 	$(VPY) -m recon.quickstart
+
+# A one-minute CT demo: Shepp-Logan sinogram, CGLS, PNG, quick operator benchmark.
+demo: venv
+	$(VPY) -m recon.demo
 
 test: venv
 	$(VPY) -m pytest -m "not slow" -q

@@ -1,13 +1,16 @@
-"""Five-minute tour: simulate a sinogram of the Shepp–Logan phantom, reconstruct it, benchmark.
+"""The quickstart: train a small learned primal-dual, then evaluate it against FBP and TV.
 
-Run ``recon-quickstart`` (or ``python -m recon.quickstart``, or ``make run``). It
+Run ``make run`` (or ``recon-quickstart``). It
 
-1. builds a 2D parallel-beam ray transform (128×128 image, 60 angles, 183 detectors),
-2. simulates ``y = A x + noise`` for the modified Shepp–Logan phantom, with Gaussian noise of
-   standard deviation 1 % of the mean ``|y|`` (seeded),
-3. reconstructs with 20 CGLS iterations and prints the PSNR against the truth,
-4. writes ``[truth | reconstruction | error]`` as a PNG under ``--out``,
-5. runs the operator benchmark in quick mode (skip with ``--no-bench``).
+1. trains ``conf/experiment/quickstart.yaml`` (a 5-iteration, 16-channel learned primal-dual on
+   "ellipses", 600 steps of 8 images: about 10 minutes on 2 CPU cores), writing checkpoints and
+   TensorBoard logs,
+2. evaluates the best checkpoint with FBP and TV (``experiment=ellipses_classical``'s tuned
+   settings) on the test images through the ``recon-eval`` machinery,
+3. prints the results table and the paths of the PNG grid and of the TensorBoard logs.
+
+Any Hydra override is passed on to the training config, e.g.
+``recon-quickstart trainer.max_steps=50 --test-size 10``.
 """
 
 from __future__ import annotations
@@ -17,137 +20,72 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-from skimage.io import imsave
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf, open_dict
 
-import operators
-from data_tools.metrics import psnr
-from data_tools.phantoms import shepp_logan
-from recon.classical import cgls
-
-__all__ = ["main", "comparison_image"]
-
-IMAGE_SHAPE = (128, 128)
-N_ANGLES = 60
-N_DETECTORS = 183
-NOISE_LEVEL = 0.01  # standard deviation relative to the mean |y|
-N_ITER = 20
-SEED = 0
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-def comparison_image(truth: torch.Tensor, x: torch.Tensor, *, gap: int = 2) -> np.ndarray:
-    """``[truth | reconstruction | error]`` side by side as an 8-bit grey image.
-
-    All three panels share one fixed window, the truth's ``[min, max]`` (the error ``|x - truth|``
-    is shown on ``[0, max - min]``); values outside are clipped. Panels are separated by ``gap``
-    white columns.
-
-    Parameters
-    ----------
-    truth : torch.Tensor
-        Ground-truth image of shape ``(H, W)``.
-    x : torch.Tensor
-        Reconstruction of shape ``(H, W)``.
-    gap : int, optional
-        Width in pixels of the white separators (default 2).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``uint8`` array of shape ``(H, 3 W + 2 gap)``.
-
-    Examples
-    --------
-    >>> comparison_image(torch.eye(4), torch.zeros(4, 4)).shape
-    (4, 16)
-    """
-    if truth.ndim != 2 or x.shape != truth.shape:
-        raise ValueError(
-            f"truth and x must be images of one shape (H, W), got {tuple(truth.shape)} "
-            f"and {tuple(x.shape)}"
-        )
-    t = truth.detach().double().cpu()
-    r = x.detach().double().cpu()
-    low, high = t.min().item(), t.max().item()
-    scale = high - low if high > low else 1.0
-    panels = [(t - low) / scale, (r - low) / scale, (r - t).abs() / scale]
-    white = torch.ones(t.shape[0], gap, dtype=torch.float64)
-    row = torch.cat([panels[0], white, panels[1], white, panels[2]], dim=1).clamp(0.0, 1.0)
-    return (row * 255.0).round().to(torch.uint8).numpy()
+def _compose(name: str, overrides: Sequence[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="recon-quickstart",
-        description="Simulate, reconstruct and benchmark a small CT problem in under a minute.",
-    )
+def run(argv: Sequence[str] | None = None) -> dict:
+    """Train, evaluate and report; returns the evaluation results by method."""
+    from recon.evaluate import evaluate
+    from recon.train import train
+
+    parser = argparse.ArgumentParser(prog="recon-quickstart", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("outputs/quickstart"),
-        help="output directory for the PNG (created if missing; default: outputs/quickstart)",
+        default=None,
+        help="output directory (default: outputs/quickstart/<date>_<time>)",
     )
-    parser.add_argument(
-        "--no-bench", action="store_true", help="skip the quick operator benchmark at the end"
-    )
-    return parser.parse_args(argv)
+    parser.add_argument("--test-size", type=int, default=100, help="test images to evaluate")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the training config")
+    args = parser.parse_args(argv)
+    out = args.out or Path("outputs/quickstart") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = out.resolve()
 
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the quickstart: simulate, reconstruct with CGLS, save a PNG, benchmark.
-
-    Parameters
-    ----------
-    argv : sequence of str, optional
-        Command-line arguments (default ``sys.argv[1:]``): ``--out DIR`` and ``--no-bench``.
-
-    Examples
-    --------
-    >>> main(["--out", "/tmp/quickstart", "--no-bench"])  # doctest: +SKIP
-    """
-    args = _parse_args(argv)
-
-    geometry = operators.Parallel2D(
-        image_shape=IMAGE_SHAPE, n_angles=N_ANGLES, n_detectors=N_DETECTORS
-    )
-    op = operators.RayTransform(geometry, backend="auto")
-    print(
-        f"[1/5] operator: {type(op).__name__}, parallel beam, image {IMAGE_SHAPE}, "
-        f"{N_ANGLES} angles, {N_DETECTORS} detectors, backend='auto'"
-    )
-
-    truth = shepp_logan(IMAGE_SHAPE)
-    clean = op(truth)
-    generator = torch.Generator().manual_seed(SEED)
-    sigma = NOISE_LEVEL * clean.abs().mean()
-    noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype) * sigma
-    y = clean + noise.to(clean.device)
-    print(
-        f"[2/5] simulated sinogram {tuple(y.shape)} of the modified Shepp-Logan phantom "
-        f"{tuple(truth.shape)}, Gaussian noise {NOISE_LEVEL:.0%} of mean |y| (seed {SEED})"
-    )
-
+    print(f"[1/2] training the quickstart learned primal-dual into {out}/train", flush=True)
+    train_cfg = _compose("config", ["experiment=quickstart", *args.overrides])
     start = time.perf_counter()
-    x = cgls(y, op, n_iter=N_ITER)
-    elapsed = time.perf_counter() - start
+    result = train(train_cfg, output_dir=out / "train")
+    minutes = (time.perf_counter() - start) / 60
     print(
-        f"[3/5] CGLS, {N_ITER} iterations: {elapsed:.2f} s, "
-        f"PSNR {float(psnr(x, truth)):.2f} dB (data range = truth max - min)"
+        f"      {result['step']} steps in {minutes:.1f} min, best validation PSNR "
+        f"{result['best_psnr']:.2f} dB",
+        flush=True,
     )
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    png = args.out / "quickstart.png"
-    imsave(png, comparison_image(truth, x), check_contrast=False)
-    print(f"[4/5] wrote {png} [truth | reconstruction | error]")
+    print("[2/2] evaluating it against FBP and TV", flush=True)
+    eval_cfg = _compose(
+        "eval",
+        [
+            "experiment=ellipses_classical",
+            f"data.splits.test.size={args.test_size}",
+        ],
+    )
+    with open_dict(eval_cfg):
+        eval_cfg.methods.lpd = {
+            "_target_": "recon.train.load_trained",
+            "model": OmegaConf.to_container(train_cfg.model),
+            "checkpoint": result["checkpoint"],
+        }
+    results = evaluate(eval_cfg, output_dir=out / "eval")
+    print(f"\nPNG grid: {out}/eval/grid.png")
+    print(f"TensorBoard: tensorboard --logdir {out}   (train/ and eval/)")
+    GlobalHydra.instance().clear()
+    return results
 
-    if args.no_bench:
-        print("[5/5] operator benchmark skipped (--no-bench)")
-        return
-    print("[5/5] operator benchmark (quick mode):")
-    from operators import bench  # imported here: only this step needs it
 
-    bench.main(["--quick"])
+def main() -> None:
+    """Console entry point ``recon-quickstart`` (exit status 0 on success)."""
+    run()
 
 
 if __name__ == "__main__":

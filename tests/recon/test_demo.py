@@ -1,4 +1,4 @@
-"""Tests of the quickstart's helpers and of its run end to end (without the benchmark)."""
+"""Tests of the demo's helpers and of its run end to end (without the benchmark)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import numpy as np
 import torch
 from skimage.io import imread
 
-from recon import quickstart
+from recon import demo
 
 
 def test_comparison_image_layout_and_window():
     truth = torch.tensor([[0.0, 2.0], [1.0, 2.0]])
     x = torch.tensor([[1.0, 3.0], [1.0, 2.0]])  # 3.0 is above the window: clipped to white
-    image = quickstart.comparison_image(truth, x, gap=1)
+    image = demo.comparison_image(truth, x, gap=1)
     assert image.dtype == np.uint8
     assert image.shape == (2, 2 + 1 + 2 + 1 + 2)
     np.testing.assert_array_equal(image[:, 0:2], [[0, 255], [128, 255]])  # truth
@@ -22,9 +22,9 @@ def test_comparison_image_layout_and_window():
 
 
 def test_main_writes_png_and_reports_psnr(tmp_path, capsys):
-    quickstart.main(["--out", str(tmp_path / "run"), "--no-bench"])
+    demo.main(["--out", str(tmp_path / "run"), "--no-bench"])
     printed = capsys.readouterr().out
-    png = tmp_path / "run" / "quickstart.png"
+    png = tmp_path / "run" / "demo.png"
     image = imread(png)
     assert image.shape == (128, 3 * 128 + 2 * 2)
     psnr = float(printed.split("PSNR ")[1].split(" dB")[0])

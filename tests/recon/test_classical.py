@@ -11,6 +11,7 @@ import pytest
 import scipy.optimize
 import torch
 
+from data_tools.metrics import psnr
 from data_tools.phantoms import shepp_logan
 from operators import ConeBeam3D, FanBeam2D, IdentityOperator, Parallel2D, RayTransform
 from operators.ct.astra_backend import astra_cuda_available
@@ -35,7 +36,6 @@ from recon.classical import (
     tv_objective,
     tv_pdhg,
 )
-from recon.quickstart import psnr
 
 
 class MatrixOperator:

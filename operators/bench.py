@@ -70,6 +70,15 @@ QUICK_CASES = FULL_CASES[:1]
 HEADLINE = ("parallel 128² 60a", 32)
 
 
+def write_json(result: dict, path: str | Path) -> Path:
+    """Write a benchmark's results as indented JSON (creating folders) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return out
+
+
 # ----------------------------------------------------------------------------- memory
 def _proc_status_mb(field: str) -> float | None:
     """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MB; None off Linux."""
@@ -422,10 +431,8 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": [dataclasses.asdict(r) | {"both_ms": r.both_ms} for r in rows],
         "headline": head,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {out}")
+    print()
+    write_json(result, args.out)
     return result
 
 

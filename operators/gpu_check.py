@@ -15,14 +15,13 @@ Exits with an error where no CUDA device or no CUDA-enabled ASTRA is present.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from operators import ConeBeam3D, FanBeam2D, Parallel2D, Parallel3D, RayTransform
+from operators.bench import write_json
 from operators.ct import astra_backend
 from operators.testing import check_adjoint, check_autograd
 
@@ -141,10 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
                 )
                 print(rows[-1], flush=True)
     results["throughput"] = rows
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_json(results, args.out)
     return results
 
 

@@ -10,15 +10,14 @@ the differences are the operator's.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 
 from data_tools.noise import gaussian_noise
 from data_tools.phantoms import random_ellipses
 from operators import Parallel2D, RayTransform, available_backends
+from operators.bench import write_json
 from recon.unrolled import LearnedPrimalDual
 
 
@@ -79,10 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps_per_second": rates,
         "fastest": best,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_json(result, args.out)
     return result
 
 

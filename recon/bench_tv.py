@@ -15,11 +15,9 @@ values reached (computed by one function for both), and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +25,7 @@ import torch
 from data_tools.noise import gaussian_noise
 from data_tools.phantoms import random_ellipses
 from operators import Parallel2D, RayTransform
+from operators.bench import write_json
 from operators.ct.odl_backend import odl_ray_transform
 from recon.classical import tv_objective, tv_pdhg
 
@@ -117,10 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"| tv_pdhg (batched, matrix) | {args.batch} | {ours_s:.4f} |")
     print(f"| odl.solvers.pdhg (ASTRA CPU) | {k} | {odl_s:.4f} |")
     print(f"\nspeed-up {odl_s / ours_s:.1f}×; objective max relative difference {rel:.2e}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_json(result, args.out)
     return result
 
 

@@ -12,16 +12,15 @@ and writes JSON (``--out``). Exits with an error without CUDA and CUDA-enabled A
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from data_tools.metrics import psnr, relative_error
 from data_tools.phantoms import shepp_logan
 from operators import ConeBeam3D, FanBeam2D, Parallel2D, RayTransform
+from operators.bench import write_json
 from operators.ct.astra_backend import astra_cuda_available
 from recon.classical import fbp, fdk, tv_pdhg
 
@@ -92,10 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rel_error": float(relative_error(rec.cpu(), volume.cpu())),
     }
     print("fdk", results["fdk cone 256³"], flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_json(results, args.out)
     return results
 
 

@@ -71,6 +71,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
         ],
     )
     with open_dict(eval_cfg):
+        eval_cfg.operator = train_cfg.operator  # evaluate on the geometry it was trained for
         eval_cfg.methods.lpd = {
             "_target_": "recon.train.load_trained",
             "model": OmegaConf.to_container(train_cfg.model),

@@ -144,10 +144,29 @@ def _operator_scale(op: _LinearOperatorLike, normalize: bool, device: torch.devi
     return 1.0 / value
 
 
+def _check_init(init: object) -> str:
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    return str(init)
+
+
 class _Unrolled(Reconstructor):
-    """Shared plumbing: optional checkpointing of one iteration."""
+    """Shared plumbing: optional checkpointing of one iteration, the initial iterate."""
 
     checkpointing: bool
+    init: str
+    ndim: int
+
+    def _initial_image(
+        self, y_flat: torch.Tensor, g: torch.Tensor, op: _LinearOperatorLike, channels: int
+    ) -> torch.Tensor:
+        """``(N, channels, *domain)``: zeros, or the Hann-filtered FBP (FDK in 3D) per channel."""
+        domain_shape = tuple(op.domain_shape)
+        if self.init == "fbp":
+            analytic = fdk if self.ndim == 3 else fbp
+            x = analytic(y_flat, op, filter="hann")
+            return x.expand(-1, channels, *domain_shape).contiguous()
+        return g.new_zeros((g.shape[0], channels, *domain_shape))
 
     def _run(self, iteration: Callable[..., Any], *args: Any) -> Any:
         """``iteration(*args)``, recomputed in the backward pass when checkpointing."""
@@ -242,9 +261,7 @@ class LearnedGradient(_Unrolled):
         self.channels = _check_int("channels", channels, minimum=1)
         self.checkpointing = _check_bool("checkpointing", checkpointing)
         self.normalize_operator = _check_bool("normalize_operator", normalize_operator)
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
-        self.init = init
+        self.init = _check_init(init)
         self.ndim = _check_ndim(ndim)
         self.blocks = nn.ModuleList(
             ConvNet(
@@ -268,11 +285,7 @@ class LearnedGradient(_Unrolled):
         g = y_flat * scale
         n = g.shape[0]
 
-        if self.init == "fbp":
-            analytic = fdk if self.ndim == 3 else fbp
-            x = analytic(y_flat, op, filter="hann")
-        else:
-            x = g.new_zeros((n, 1, *domain_shape))
+        x = self._initial_image(y_flat, g, op, 1)
         memory = g.new_zeros((n, self.memory, *domain_shape))
 
         def iteration(k: int, x: torch.Tensor, memory: torch.Tensor):
@@ -298,8 +311,8 @@ class LearnedPrimalDual(_Unrolled):
     r"""Learned primal-dual reconstruction (Adler & Öktem 2018, Algorithm 3).
 
     With :math:`A` and :math:`g = y` scaled by :math:`1/\|A\|` (``normalize_operator``), primal
-    :math:`h_0 = 0` (``n_primal`` image channels) and dual :math:`f_0 = 0` (``n_dual`` data
-    channels), iteration :math:`k = 0, …, n-1` is
+    :math:`h_0 = 0` or FBP (``init``; ``n_primal`` image channels) and dual :math:`f_0 = 0`
+    (``n_dual`` data channels), iteration :math:`k = 0, …, n-1` is
 
     .. math::
 
@@ -324,8 +337,14 @@ class LearnedPrimalDual(_Unrolled):
         Recompute each iteration in the backward pass to bound memory (same results).
     normalize_operator : bool
         Use :math:`A/\|A\|` and :math:`y/\|A\|` (needs ``op.norm()``).
+    init : {"zero", "fbp"}
+        Initial primal iterate: zeros (Adler & Öktem), or the Hann-filtered FBP
+        (:func:`recon.classical.fbp`; FDK for cone beam; needs a :class:`~operators.RayTransform`)
+        in every primal channel. With ``"fbp"`` the network only learns a correction of FBP, and
+        learns much faster on a small training budget.
     zero_init : bool
-        Zero the last layer of every CNN, so that the untrained network returns 0.
+        Zero the last layer of every CNN, so that the untrained network returns the initial
+        iterate (0, or FBP).
     ndim : {2, 3}
         Spatial dimensions of the operator's domain and range (2D or 3D convolutions).
 
@@ -353,11 +372,13 @@ class LearnedPrimalDual(_Unrolled):
         channels: int = 32,
         checkpointing: bool = False,
         normalize_operator: bool = True,
+        init: str = "zero",
         zero_init: bool = False,
         ndim: int = 2,
     ) -> None:
         super().__init__()
         self.n_iter = _check_int("n_iter", n_iter, minimum=1)
+        self.init = _check_init(init)
         self.n_primal = _check_int("n_primal", n_primal, minimum=1)
         self.n_dual = _check_int("n_dual", n_dual, minimum=1)
         self.channels = _check_int("channels", channels, minimum=1)
@@ -396,7 +417,7 @@ class LearnedPrimalDual(_Unrolled):
         scale = _operator_scale(op, self.normalize_operator, y.device)
         g = y_flat * scale
         n = g.shape[0]
-        primal = g.new_zeros((n, self.n_primal, *domain_shape))
+        primal = self._initial_image(y_flat, g, op, self.n_primal)
         dual = g.new_zeros((n, self.n_dual, *range_shape))
         forward_channel = min(1, self.n_primal - 1)
 
@@ -415,5 +436,5 @@ class LearnedPrimalDual(_Unrolled):
         return (
             f"n_iter={self.n_iter}, n_primal={self.n_primal}, n_dual={self.n_dual}, "
             f"channels={self.channels}, checkpointing={self.checkpointing}, "
-            f"normalize_operator={self.normalize_operator}, ndim={self.ndim}"
+            f"normalize_operator={self.normalize_operator}, init={self.init!r}, ndim={self.ndim}"
         )

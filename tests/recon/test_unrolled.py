@@ -78,11 +78,17 @@ def _make(kind: str, **kwargs) -> Reconstructor:
         return LearnedPrimalDual(**kwargs)
     if kind == "lg-fbp":
         return LearnedGradient(init="fbp", **kwargs)
+    if kind == "lpd-fbp":
+        return LearnedPrimalDual(init="fbp", **kwargs)
     return LearnedGradient(**kwargs)
 
 
 KINDS = [pytest.param("lpd", id="lpd"), pytest.param("lg", id="lg")]
-KINDS_WITH_FBP = [*KINDS, pytest.param("lg-fbp", id="lg-fbp")]
+KINDS_WITH_FBP = [
+    *KINDS,
+    pytest.param("lg-fbp", id="lg-fbp"),
+    pytest.param("lpd-fbp", id="lpd-fbp"),
+]
 
 
 def _conv_params(c_in: int, c_out: int, k: int = 3) -> int:
@@ -332,6 +338,22 @@ def test_zero_initialised_learned_gradient_returns_its_initial_iterate(ray):
     torch.testing.assert_close(fbp_init, fbp(y, ray, filter="hann"), rtol=0, atol=0)
 
 
+def test_fbp_initialised_lpd_starts_from_fbp_in_every_primal_channel(ray):
+    x, y = _measure(ray, 2)
+    net = _make("lpd-fbp", n_iter=2, n_primal=3, zero_init=True)
+    out = net(y, ray)
+    torch.testing.assert_close(out, fbp(y, ray, filter="hann"), rtol=0, atol=0)
+    (out - x).square().mean().backward()
+    assert net.primal_blocks[-1].last.weight.grad.abs().sum() > 0  # training can start
+    # The forward operator reads primal channel 1: with FBP there, the first dual block sees A·FBP.
+    seen = []
+    net.dual_blocks[0].register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0]) or None)
+    net(y, ray)
+    scale = 1.0 / ray.norm()
+    evaluated = seen[0][:, net.n_dual : net.n_dual + 1]
+    torch.testing.assert_close(evaluated, scale * ray(fbp(y, ray, filter="hann")))
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -348,6 +370,7 @@ def test_zero_initialised_learned_gradient_returns_its_initial_iterate(ray):
         pytest.param(lambda: LearnedPrimalDual(ndim=1), id="lpd-ndim-1"),
         pytest.param(lambda: LearnedGradient(memory=-1), id="lg-negative-memory"),
         pytest.param(lambda: LearnedGradient(init="fbq"), id="lg-unknown-init"),
+        pytest.param(lambda: LearnedPrimalDual(init="FBP"), id="lpd-unknown-init"),
         pytest.param(lambda: LearnedGradient(n_iter=True), id="lg-bool-iterations"),
         pytest.param(lambda: LearnedGradient(zero_init="no"), id="lg-zero-init-str"),
     ],
@@ -383,9 +406,10 @@ def test_bad_measurements_raise_value_error(kind, ray, toy):
         net(y, ray)
 
 
-def test_fbp_init_needs_a_ray_transform(toy):
+@pytest.mark.parametrize("cls", [LearnedGradient, LearnedPrimalDual])
+def test_fbp_init_needs_a_ray_transform(cls, toy):
     with pytest.raises(ValueError, match="geometry"):
-        LearnedGradient(n_iter=1, init="fbp")(torch.randn(1, 1, *toy.range_shape), toy)
+        cls(n_iter=1, init="fbp")(torch.randn(1, 1, *toy.range_shape), toy)
 
 
 # --------------------------------------------------------------------------- learning

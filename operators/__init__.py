@@ -29,6 +29,17 @@ from operators.ct import (
     RayTransform,
     available_backends,
 )
+from operators.pat import (
+    KSpaceSmoothing,
+    KSpaceWave,
+    LineSensor,
+    LineSensorRegridding,
+    Medium,
+    PATGrid,
+    SensorMask,
+    SensorPoints,
+    TimeGrid,
+)
 
 __all__ = [
     "BACKENDS",
@@ -38,12 +49,21 @@ __all__ = [
     "CountingOperator",
     "FanBeam2D",
     "IdentityOperator",
+    "KSpaceSmoothing",
+    "KSpaceWave",
+    "LineSensor",
+    "LineSensorRegridding",
     "LinearOperator",
     "MatrixOperator",
+    "Medium",
+    "PATGrid",
     "Parallel2D",
     "Parallel3D",
     "RayTransform",
     "ScaledOperator",
+    "SensorMask",
+    "SensorPoints",
     "SumOperator",
+    "TimeGrid",
     "available_backends",
 ]

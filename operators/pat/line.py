@@ -5,7 +5,8 @@
   ``d(k_y, t) = Σ_j p̂0(j, k_y) K_{k_y}(j, t)`` with
   ``K_{k_y}(j, t) = (1/M_x) Σ_{k_x} cos(k_x j Δx) cos(c |k| t)``. Depth and lateral axes are
   zero-padded so that no periodic image reaches the sensor within ``t_end``. It agrees with the
-  PML time stepper :class:`~operators.pat.KSpaceWave` to ~1e-6 relative.
+  PML time stepper :class:`~operators.pat.KSpaceWave` to better than 1e-4 relative on
+  band-limited images clear of the grid's edges (what is left is the stepper's PML reflection).
 - :class:`LineSensorRegridding`: the fast approximate model ``Ã`` (PAT_NOTES §3; Köstli 2001,
   Xu, Feng & Wang 2002): the data spectrum is the initial pressure's spectrum, interpolated in
   ``k_x`` onto ``k_x(ω, k_y) = √(ω²/c² − k_y²)`` and weighted by ``½ (Δx/Δt) |ω| / (c² k_x)``.
@@ -280,8 +281,9 @@ class LineSensorRegridding(_LineModel):
     -----
     Cost per image: three real FFTs of the padded arrays and one gather of
     ``(order + 1) · n_ω · n_bins`` samples; its adjoint is the reversed chain (scatter-add).
-    The relative error against the exact model is 0.2–0.6 on smooth to vessel-like images
-    (see ``tests/operators/test_pat.py`` for the band measured per setting).
+    The relative error against the exact model is 0.35–0.55 at the defaults on vessel-like
+    images (0.6–1.0 without padding), with the amplitude underestimated (best scalar fit ≈ 0.75);
+    ``tests/operators/test_pat.py`` holds the band measured for each setting.
 
     Example
     -------

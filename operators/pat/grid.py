@@ -358,7 +358,16 @@ class SensorPoints:
 
 
 def as_sensor(sensor, grid: PATGrid) -> SensorMask | SensorPoints:
-    """``None`` → the first row/plane; a boolean array/tensor → :class:`SensorMask`."""
+    """The sensor of ``grid``: ``None`` → the first row/plane, a boolean array or tensor →
+    :class:`SensorMask`; masks and points are checked against the grid.
+
+    Example
+    -------
+    >>> as_sensor(None, PATGrid((8, 6))).n_sensors
+    6
+    >>> as_sensor(np.eye(8, dtype=bool), PATGrid((8, 8))).n_sensors
+    8
+    """
     if sensor is None:
         sensor = SensorMask.first_row(grid.shape)
     elif not isinstance(sensor, (SensorMask, SensorPoints)):

@@ -620,10 +620,10 @@ def test_3d_at_size_line_model_and_adjoint():
     assert check_adjoint(A) < 1e-10
 
 
-@pytest.mark.parametrize("module", ["grid", "kspace", "line"])
+@pytest.mark.parametrize("module", ["", ".grid", ".kspace", ".line"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib
 
-    result = doctest.testmod(importlib.import_module(f"operators.pat.{module}"))
+    result = doctest.testmod(importlib.import_module(f"operators.pat{module}"))
     assert result.attempted > 0 and result.failed == 0

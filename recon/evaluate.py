@@ -6,11 +6,15 @@
     recon-eval experiment=ellipses_classical
     recon-eval experiment=adler_classical data.splits.test.size=1
     recon-eval experiment=ellipses_classical search=true      # tune on the validation split
+    recon-eval -m hparams_search=tv experiment=ellipses_classical   # Optuna search of TV λ
 
 Under the run's output directory it writes ``metrics.json``, ``results.md``, ``results.csv``,
 ``grid.png`` (truth | each method | error maps, one fixed window) and TensorBoard logs
 (``tb/``). With ``search=true`` it first tunes each method's ``search`` grid on the *validation*
 split (never the test split), writes ``best_params.yaml`` and evaluates with the chosen values.
+``split=validation`` evaluates the validation split instead of the test split, and
+``objective_method=NAME`` picks the method whose mean PSNR ``main`` returns to a sweeper (as
+``conf/hparams_search/tv.yaml`` does).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from omegaconf import DictConfig, OmegaConf
 from data_tools.metrics import psnr, ssim
 from operators import CountingOperator
 from recon.data import build_split
+from recon.provenance import write_provenance
 from recon.search import grid_search
+from recon.sweep import run_job
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +169,11 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     torch.set_num_threads(int(cfg.threads)) if cfg.get("threads") else None
     output_dir = Path(output_dir if output_dir is not None else cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    write_provenance(cfg, output_dir)
     op = _instantiate(cfg.operator)
     chosen = _search_params(cfg, op, output_dir) if cfg.get("search") else {}
 
-    test = build_split(cfg.data, "test", op.geometry)
+    test = build_split(cfg.data, cfg.get("split") or "test", op.geometry)
     truth, ys = _stack_split(test, cfg.batch_size)
     recons: dict[str, torch.Tensor] = {}
     results: dict[str, dict] = {}
@@ -213,14 +220,36 @@ def _log_tensorboard(path: Path, results: dict, grid: np.ndarray, table: str) ->
         writer.add_text("test/results", table, 0)
 
 
+def objective_psnr(results: dict, method: str | None = None) -> float:
+    """Mean PSNR of ``method`` (the first method when ``None``): what ``recon-eval`` returns.
+
+    Example
+    -------
+    >>> objective_psnr({"fbp": {"psnr_mean": 25.4}, "tv": {"psnr_mean": 30.3}}, "tv")
+    30.3
+    """
+    if method is None:
+        return next(iter(results.values()))["psnr_mean"]
+    if method not in results:
+        raise ValueError(f"unknown method {method!r}; methods: {list(results)}")
+    return results[method]["psnr_mean"]
+
+
 def main() -> float:
-    """Console entry point ``recon-eval``; returns the first method's mean PSNR (for sweepers)."""
+    """Console entry point ``recon-eval``; returns the mean PSNR of ``objective_method``.
+
+    ``objective_method`` defaults to the first method. A failed job of a multirun returns
+    ``-inf`` (see :mod:`recon.sweep`).
+    """
     import hydra
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
     def _main(cfg: DictConfig) -> float:
-        results = evaluate(cfg)
-        return next(iter(results.values()))["psnr_mean"]
+        method = cfg.get("objective_method")
+        if method is not None and method not in cfg.methods:
+            known = list(cfg.methods)
+            raise ValueError(f"objective_method names unknown method {method!r}; methods: {known}")
+        return run_job(cfg, evaluate, objective=lambda results: objective_psnr(results, method))
 
     return _main()
 

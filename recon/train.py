@@ -25,7 +25,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from recon import distributed
 from recon.data import build_split
+from recon.provenance import write_provenance
+from recon.sweep import run_job
 from recon.training import Trainer, reconstruction_predict, supervised_objective
 
 log = logging.getLogger(__name__)
@@ -60,10 +63,14 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         torch.set_num_threads(int(cfg.threads))
     output_dir = Path(output_dir if output_dir is not None else cfg.paths.output_dir)
     op = instantiate(cfg.operator)
+    torch.manual_seed(int(cfg.seed))  # the model's initialisation follows the seed
     model = instantiate(cfg.model)
     train_data = build_split(cfg.data, "train", op.geometry)
     val_data = build_split(cfg.data, "validation", op.geometry)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    # trainer=ddp: join the torchrun/SLURM process group; every rank uses rank 0's output_dir
+    trainer_cfg, output_dir = distributed.setup_training(trainer_cfg, output_dir)
+    write_provenance(cfg, output_dir)
     hparams = {
         "model": cfg.model._target_.rsplit(".", 1)[-1],
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -90,21 +97,31 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         **trainer_cfg,
     )
     result = trainer.fit(resume=bool(cfg.resume))
+    if trainer.distributed:
+        result["parameter_spread"] = distributed.parameter_spread(trainer.module)
     result["output_dir"] = str(output_dir)
     result["checkpoint"] = str(output_dir / "checkpoints" / "best.pt")
     return result
 
 
 def main() -> float:
-    """Console entry point ``recon-train``; returns the best validation PSNR (for sweepers)."""
+    """Console entry point ``recon-train``; returns the best validation PSNR (for sweepers).
+
+    The job runs through :func:`recon.sweep.run_job`: ``result.json`` records its outcome, and
+    a diverged run (or, in a multirun, a failed one) returns ``-inf``, never NaN or ``None``.
+    """
     import hydra
+
+    def train_and_report(cfg: DictConfig) -> dict:
+        result = train(cfg)
+        if result["best_psnr"] is not None:
+            print(f"best validation PSNR {result['best_psnr']:.2f} dB at {result['checkpoint']}")
+        print(f"TensorBoard: tensorboard --logdir {result['output_dir']}/tb")
+        return result
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def _main(cfg: DictConfig) -> float:
-        result = train(cfg)
-        print(f"best validation PSNR {result['best_psnr']:.2f} dB at {result['checkpoint']}")
-        print(f"TensorBoard: tensorboard --logdir {result['output_dir']}/tb")
-        return float(result["best_psnr"])
+        return run_job(cfg, train_and_report, objective=lambda result: result["best_psnr"])
 
     return _main()
 

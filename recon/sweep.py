@@ -1,0 +1,235 @@
+"""One job of a sweep: run it, record how it ended in ``result.json``, give the sweeper a number.
+
+``recon-train`` and ``recon-eval`` run their work through :func:`run_job`. It writes
+``result.json`` in the job's output directory when the job starts (``status: started``) and
+again when it ends, with the status, the objective, the metrics, the wall time and, for a failed
+job, the error. ``recon-collect`` reads these files.
+
+The statuses:
+
+- ``completed``: the objective is a number;
+- ``diverged``: training hit a NaN/inf (:class:`FloatingPointError`) or the objective is NaN;
+  the sweeper gets ``-inf``, the worst value for a maximised PSNR;
+- ``failed``: any other exception. In a multirun (``-m``) it is logged with its traceback,
+  recorded, and the job returns ``-inf``, so that one failing point does not stop the sweep
+  (Hydra's basic sweeper would otherwise stop after the batch, Optuna's after the trial). In a
+  single run the exception propagates as usual;
+- ``started`` (shown as ``incomplete`` by ``recon-collect``): still running, or killed before
+  it could write its end (time limit without requeue, out of memory, SIGKILL).
+
+A job that is requeued after a time limit (see ``conf/hydra/launcher/``) starts again in the
+same directory; ``attempt`` counts its starts.
+
+Example
+-------
+>>> import tempfile
+>>> from omegaconf import OmegaConf
+>>> out = tempfile.mkdtemp()
+>>> cfg = OmegaConf.create({"paths": {"output_dir": out}})
+>>> run_job(cfg, lambda cfg: {"psnr": 30.5}, objective=lambda result: result["psnr"])
+30.5
+>>> read_result(out)["status"]
+'completed'
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+__all__ = ["RESULT_FILE", "flatten_metrics", "objective_value", "read_result", "run_job"]
+
+log = logging.getLogger(__name__)
+
+#: The file every job writes in its output directory.
+RESULT_FILE = "result.json"
+
+
+def objective_value(value: Any) -> float:
+    """The number a sweeper gets: ``float(value)``, or ``-inf`` for ``None`` and NaN.
+
+    Example
+    -------
+    >>> objective_value(27.5), objective_value(None), objective_value(float("nan"))
+    (27.5, -inf, -inf)
+    """
+    if value is None:
+        return -math.inf
+    value = float(value)
+    return -math.inf if math.isnan(value) else value
+
+
+def flatten_metrics(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Scalar leaves of nested dicts as ``{"a/b": value}``; lists and other objects are dropped.
+
+    Example
+    -------
+    >>> flatten_metrics({"tv": {"psnr_mean": 28.1, "psnr_per_image": [28.0, 28.2]}, "step": 3})
+    {'tv/psnr_mean': 28.1, 'step': 3}
+    """
+    flat: dict[str, Any] = {}
+    if not isinstance(tree, dict):
+        return flat
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_metrics(value, f"{name}/"))
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            flat[name] = _json_number(value)
+    return flat
+
+
+def read_result(output_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``result.json`` of a job directory, or ``None`` if it is missing or unreadable.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> read_result(tempfile.mkdtemp()) is None
+    True
+    """
+    try:
+        record = json.loads((Path(output_dir) / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def run_job(
+    cfg: DictConfig,
+    task: Callable[[DictConfig], Any],
+    *,
+    objective: Callable[[Any], Any],
+    output_dir: str | os.PathLike[str] | None = None,
+) -> float:
+    """Run ``task(cfg)``, record the outcome in ``result.json``, return the sweeper's number.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The job's config; ``cfg.paths.output_dir`` is where ``result.json`` goes unless
+        ``output_dir`` is given.
+    task : callable
+        ``task(cfg) -> result`` (``train`` or ``evaluate``).
+    objective : callable
+        ``objective(result) -> number``: the value a sweeper optimises (maximises).
+
+    Returns
+    -------
+    float
+        ``objective(result)``, or ``-inf`` when the job diverged, the objective is ``None``/NaN,
+        or (in a multirun) the job failed. Never NaN or ``None``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from omegaconf import OmegaConf
+    >>> cfg = OmegaConf.create({"paths": {"output_dir": tempfile.mkdtemp()}})
+    >>> def diverges(cfg):
+    ...     raise FloatingPointError("loss is nan at step 7")
+    >>> run_job(cfg, diverges, objective=float)
+    -inf
+    """
+    from recon.distributed import is_main_process
+
+    output_dir = Path(output_dir if output_dir is not None else cfg.paths.output_dir)
+    writes = is_main_process()
+    previous = read_result(output_dir) if writes else None
+    record: dict[str, Any] = {
+        "status": "started",
+        "attempt": int(previous.get("attempt", 1)) + 1 if previous else 1,
+        "started": _now(),
+        "host": socket.gethostname(),
+        **_hydra_job(),
+    }
+    if writes:
+        _write(output_dir, record)
+    start = time.perf_counter()
+    try:
+        result = task(cfg)
+        raw = objective(result)
+    except FloatingPointError as error:
+        log.error("the job diverged: %s", error)
+        record.update(status="diverged", error=f"{type(error).__name__}: {error}")
+        value = -math.inf
+    except Exception as error:
+        record.update(
+            status="failed",
+            error=f"{type(error).__name__}: {error}",
+            traceback=traceback.format_exc(limit=-20),
+        )
+        if not _multirun():
+            _finish(output_dir, record, start, writes)
+            raise
+        log.exception("the job failed; the sweep goes on (recorded in %s)", RESULT_FILE)
+        value = -math.inf
+    else:
+        value = objective_value(raw)
+        diverged = raw is not None and math.isnan(float(raw))
+        record.update(
+            status="diverged" if diverged else "completed", metrics=flatten_metrics(result)
+        )
+    record["objective"] = _json_number(value)
+    _finish(output_dir, record, start, writes)
+    log.info("job %s: objective %s", record["status"], value)
+    return value
+
+
+def _finish(output_dir: Path, record: dict[str, Any], start: float, writes: bool) -> None:
+    record.update(finished=_now(), wall_time_s=round(time.perf_counter() - start, 3))
+    if writes:
+        _write(output_dir, record)
+
+
+def _write(output_dir: Path, record: dict[str, Any]) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / RESULT_FILE
+    tmp = path.with_name(f".{RESULT_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def _json_number(value: Any) -> Any:
+    """Non-finite floats as ``None`` (strict JSON has no NaN or infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _hydra_job() -> dict[str, Any]:
+    """Number, id and overrides of the Hydra job, when inside one."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra = HydraConfig.get()
+    except Exception:  # noqa: BLE001 - a direct call, outside Hydra
+        return {}
+    return {
+        "job": {"num": hydra.job.get("num"), "id": hydra.job.get("id")},
+        "overrides": list(hydra.overrides.task),
+    }
+
+
+def _multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:  # noqa: BLE001 - a direct call, outside Hydra
+        return False

@@ -15,7 +15,7 @@ $(VPY):
 
 $(VENV)/.installed: pyproject.toml | $(VPY)
 	$(VPY) -m pip install "torch==$(TORCH_VERSION)"
-	$(VPY) -m pip install -e ".[dev]"
+	$(VPY) -m pip install -e ".[dev,cluster,sweep]"
 	touch $@
 
 run: venv

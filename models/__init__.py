@@ -8,6 +8,15 @@ Example
 torch.Size([1, 1, 32, 32])
 """
 
+from models.autoencoder import (
+    Autoencoder,
+    ConvDecoder,
+    ConvEncoder,
+    VAEOutput,
+    VariationalAutoencoder,
+    gaussian_elbo,
+    kl_standard_normal,
+)
 from models.blocks import (
     ACTIVATIONS,
     NORMS,
@@ -18,17 +27,29 @@ from models.blocks import (
     make_activation,
     make_norm,
 )
+from models.gan import GAN, Critic, Generator, gradient_penalty
 from models.unet import UPSAMPLING, UNet
 
 __all__ = [
     "ACTIVATIONS",
     "NORMS",
     "UPSAMPLING",
+    "Autoencoder",
     "ConvBlock",
+    "ConvDecoder",
+    "ConvEncoder",
     "ConvNet",
+    "Critic",
+    "GAN",
+    "Generator",
     "ResidualBlock",
     "UNet",
+    "VAEOutput",
+    "VariationalAutoencoder",
     "conv_layer",
+    "gaussian_elbo",
+    "gradient_penalty",
+    "kl_standard_normal",
     "make_activation",
     "make_norm",
 ]

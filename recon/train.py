@@ -52,6 +52,34 @@ def load_trained(model: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Mod
     return model.eval()
 
 
+def load_run(run_dir: str | Path, checkpoint: str = "best.pt") -> torch.nn.Module:
+    """The trained model of a ``recon-train`` run directory, ready for ``recon-eval``.
+
+    Rebuilds the model from the run's own resolved config (``.hydra/config.yaml``) and loads
+    ``checkpoints/<checkpoint>``, so an evaluation cannot pair weights with the wrong
+    architecture::
+
+        methods:
+          lpd: {_target_: recon.train.load_run, run_dir: outputs/ellipses_lpd}
+
+    Raises ``FileNotFoundError`` naming what is missing (the directory, its config or the
+    checkpoint).
+    """
+    from hydra.utils import instantiate
+
+    run_dir = Path(run_dir).expanduser()
+    config = run_dir / ".hydra" / "config.yaml"
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} has no .hydra/config.yaml: not a recon-train run directory "
+            "(use recon.train.load_trained with an explicit model config instead)"
+        )
+    model = instantiate(OmegaConf.load(config).model)
+    return load_trained(model, run_dir / "checkpoints" / checkpoint)
+
+
 def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg.data``'s train split; returns the trainer's result.
 
@@ -84,12 +112,18 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         hparams["parameters"],
         hparams["max_steps"],
     )
+    # an optional `objective` config (e.g. conf/objective/denoising.yaml) returns
+    # (objective, predict) for the operator; by default the supervised reconstruction loss
+    if cfg.get("objective") is not None:
+        objective, predict = instantiate(cfg.objective, op=op)
+    else:
+        objective, predict = supervised_objective(op), reconstruction_predict(op)
     trainer = Trainer(
         model,
         train_data=train_data,
         val_data=val_data,
-        objective=supervised_objective(op),
-        predict=reconstruction_predict(op),
+        objective=objective,
+        predict=predict,
         out_dir=output_dir,
         optimizer=instantiate(cfg.optim),
         seed=int(cfg.seed),

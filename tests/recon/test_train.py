@@ -6,11 +6,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from recon.evaluate import evaluate
-from recon.train import CONF_DIR, load_trained, train
+from recon.train import CONF_DIR, load_run, load_trained, train
 
 TINY = [
     "operator.geometry.image_shape=[32,32]",
@@ -28,7 +29,16 @@ TINY = [
     "trainer.progress=false",
 ]
 TRAIN_EXPERIMENTS = sorted(
-    p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if not p.stem.endswith("_classical")
+    p.stem
+    for p in (CONF_DIR / "experiment").glob("*.yaml")
+    if not p.stem.endswith(("_classical", "_eval"))
+    and "runs" not in OmegaConf.load(p)  # needs earlier runs: tested with tiny ones (test_pnp.py)
+)
+# Plain networks of models/ (denoisers, ...) are not reconstructors; tests/models covers them.
+RECONSTRUCTOR_MODELS = sorted(
+    p.stem
+    for p in (CONF_DIR / "model").glob("*.yaml")
+    if not OmegaConf.load(p)._target_.startswith("models.")
 )
 
 
@@ -79,6 +89,46 @@ def test_resume_continues_the_same_run(compose_cfg, tmp_path):
     assert train(cfg, output_dir=tmp_path)["step"] == 5
 
 
+def test_load_run_rebuilds_the_model_from_the_runs_own_config(compose_cfg, tmp_path):
+    cfg = compose_cfg("config", "experiment=quickstart", *TINY, "model.n_primal=3")
+    train(cfg, output_dir=tmp_path)
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")  # as recon-train's hydra.main does
+    model = load_run(tmp_path)
+    assert model.n_primal == 3 and not model.training  # the run's architecture, not the default
+    expected = load_trained(instantiate(cfg.model), tmp_path / "checkpoints" / "best.pt")
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, expected.state_dict()[name])
+    assert torch.equal(
+        load_run(tmp_path, "last.pt").primal_blocks[0].last.weight,
+        model.primal_blocks[0].last.weight,  # a 3-step run: best is last
+    )
+
+
+def test_learned_eval_experiment_evaluates_a_run_directory(compose_cfg, tmp_path):
+    cfg = compose_cfg("config", "experiment=quickstart", *TINY)
+    train(cfg, output_dir=tmp_path / "lpd")
+    (tmp_path / "lpd" / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / "lpd" / ".hydra" / "config.yaml")
+    ev = compose_cfg(
+        "eval", "experiment=ellipses_learned_eval", *TINY[:2], "data.splits.test.size=2",
+        "methods.tv.n_iter=3", f"runs.lpd={tmp_path / 'lpd'}", "~methods.lgs", "~methods.fbpunet",
+    )  # fmt: skip
+    results = evaluate(ev, output_dir=tmp_path / "eval")
+    assert set(results) == {"fbp", "tv", "lpd"}
+    assert results["lpd"]["op_applications_per_image"] == 4  # the run's 2 iterations
+    missing = compose_cfg("eval", "experiment=ellipses_learned_eval", *TINY[:2])
+    with pytest.raises(InstantiationException, match="not found: outputs/ellipses_lpd"):
+        evaluate(missing, output_dir=tmp_path / "eval2")
+
+
+def test_load_run_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run directory not found"):
+        load_run(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no .hydra/config.yaml"):
+        load_run(tmp_path)
+
+
 def test_load_trained_errors(tmp_path):
     model = torch.nn.Linear(2, 2)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
@@ -94,7 +144,7 @@ def test_every_train_experiment_composes(compose_cfg, experiment):
     assert isinstance(instantiate(cfg.model), torch.nn.Module)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
+@pytest.mark.parametrize("name", RECONSTRUCTOR_MODELS)
 def test_every_model_config_instantiates_and_runs(compose_cfg, name):
     cfg = compose_cfg("config", f"model={name}", *TINY[:2])
     op = instantiate(cfg.operator)

@@ -1,4 +1,5 @@
-"""Measurement noise models: Gaussian relative to the mean ``|y|``, and post-log Poisson counts.
+"""Measurement noise models: Gaussian relative to the mean (or max) ``|y|``, and post-log Poisson
+counts.
 
 Functions act per sample over the trailing ``ndim`` dimensions, so a batch of sinograms
 ``(B, 1, n_angles, n_detectors)`` with ``ndim=2`` gets one noise level per sample. All randomness
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -31,6 +32,9 @@ __all__ = [
 LODOPAB_MU_MAX = 81.35858
 #: LoDoPaB-CT's mean photon count per detector pixel without attenuation.
 LODOPAB_PHOTONS = 4096
+
+#: What :func:`gaussian_noise`'s level is relative to: the mean or the maximum of ``|y|``.
+REFERENCES = ("mean", "max")
 
 
 def _check_input(y: torch.Tensor, ndim: int) -> None:
@@ -67,6 +71,12 @@ def _check_generator(generator: torch.Generator | None, y: torch.Tensor) -> None
         raise ValueError(f"generator is on {generator.device} but y is on {y.device}")
 
 
+def _check_reference(reference: str) -> str:
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be 'mean' or 'max', got {reference!r}")
+    return reference
+
+
 def _check_ndim(ndim: int) -> int:
     if isinstance(ndim, bool) or not isinstance(ndim, int) or ndim < 1:
         raise ValueError(f"ndim must be a positive int, got {ndim!r}")
@@ -78,14 +88,17 @@ def gaussian_noise(
     *,
     relative: float = 0.025,
     ndim: int = 2,
+    reference: Literal["mean", "max"] = "mean",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    r"""Additive white Gaussian noise with a level relative to the mean absolute value.
+    r"""Additive white Gaussian noise with a level relative to the mean (or max) absolute value.
 
     Returns :math:`y + \sigma\,\varepsilon` with :math:`\varepsilon \sim N(0, 1)` i.i.d. and, per
     sample, :math:`\sigma = \text{relative} \cdot \operatorname{mean}|y|` over the trailing
     ``ndim`` dimensions. This is dival's "ellipses" noise (``relative=0.025``, i.e. 2.5 %); the
-    "adler" benchmark uses 5 %.
+    "adler" benchmark uses 5 %. With ``reference="max"``,
+    :math:`\sigma = \text{relative} \cdot \max|y|` instead: the usual convention for
+    photoacoustic time series (1 % of the peak signal), whose mean is dominated by silence.
 
     Parameters
     ----------
@@ -95,6 +108,8 @@ def gaussian_noise(
         Noise level as a fraction of the mean ``|y|`` (default 0.025); 0 returns a copy of ``y``.
     ndim : int, optional
         Number of trailing dimensions that make one sample (default 2: a 2D sinogram).
+    reference : {"mean", "max"}, optional
+        The statistic of ``|y|`` (per sample) that ``relative`` multiplies (default "mean").
     generator : torch.Generator, optional
         Source of randomness, on ``y``'s device; default torch's global generator.
 
@@ -106,8 +121,8 @@ def gaussian_noise(
     Raises
     ------
     ValueError
-        If ``y`` is not a finite floating tensor, ``relative`` is negative or not finite, or
-        ``ndim`` is not in ``[1, y.ndim]``.
+        If ``y`` is not a finite floating tensor, ``relative`` is negative or not finite,
+        ``ndim`` is not in ``[1, y.ndim]`` or ``reference`` is not "mean" or "max".
 
     Examples
     --------
@@ -115,12 +130,21 @@ def gaussian_noise(
     >>> noisy = gaussian_noise(y, relative=0.05, generator=torch.Generator().manual_seed(0))
     >>> round(float((noisy - y).std()), 2)
     0.05
+    >>> pulse = torch.zeros(1, 64, 128); pulse[0, :, 10] = 2.0      # PAT-like: mostly silence
+    >>> noisy = gaussian_noise(pulse, relative=0.01, reference="max",
+    ...                        generator=torch.Generator().manual_seed(0))
+    >>> round(float((noisy - pulse).std()), 3)                       # 1 % of max |y| = 0.02
+    0.02
     """
     relative = _check_nonnegative("relative", relative)
+    _check_reference(reference)
     _check_input(y, ndim)
     _check_generator(generator, y)
     dims = tuple(range(-ndim, 0))
-    sigma = relative * y.abs().mean(dim=dims, keepdim=True)
+    if reference == "max":
+        sigma = relative * y.abs().amax(dim=dims, keepdim=True)
+    else:
+        sigma = relative * y.abs().mean(dim=dims, keepdim=True)
     eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
     return y + sigma * eps
 
@@ -207,9 +231,12 @@ class GaussianNoise:
     Parameters
     ----------
     relative : float, optional
-        Noise level as a fraction of the mean ``|y|`` per sample (default 0.025).
+        Noise level as a fraction of the mean (or max) ``|y|`` per sample (default 0.025).
     ndim : int, optional
         Number of trailing dimensions that make one sample (default 2).
+    reference : {"mean", "max"}, optional
+        ``σ = relative · mean|y|`` (default, dival's convention) or ``relative · max|y|``
+        (photoacoustics: ``GaussianNoise(relative=0.01, reference="max")`` is 1 % of the peak).
 
     Examples
     --------
@@ -217,18 +244,28 @@ class GaussianNoise:
     >>> y = torch.ones(4, 1, 30, 183)
     >>> noise(y, generator=torch.Generator().manual_seed(0)).shape
     torch.Size([4, 1, 30, 183])
+    >>> GaussianNoise(relative=0.01, reference="max")
+    GaussianNoise(relative=0.01, ndim=2, reference='max')
     """
 
     relative: float = 0.025
     ndim: int = 2
+    reference: Literal["mean", "max"] = "mean"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "relative", _check_nonnegative("relative", self.relative))
         _check_ndim(self.ndim)
+        _check_reference(self.reference)
 
     def __call__(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Return ``y`` with noise added; see :func:`gaussian_noise`."""
-        return gaussian_noise(y, relative=self.relative, ndim=self.ndim, generator=generator)
+        return gaussian_noise(
+            y,
+            relative=self.relative,
+            ndim=self.ndim,
+            reference=self.reference,
+            generator=generator,
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -69,6 +69,23 @@ def test_gaussian_noise_is_seeded_and_differs_between_samples():
     assert torch.equal(gaussian_noise(y, relative=0.0, generator=seeded(1)), y)
 
 
+def test_gaussian_noise_relative_to_max_is_a_fraction_of_the_peak_per_sample():
+    # PAT-like data: a few pulses in silence, so max|y| and mean|y| differ by a factor of ~50
+    y = torch.zeros(3, 1, 64, 256, dtype=torch.float64)
+    y[..., 100:104] = torch.tensor([1.0, -3.0, 0.5], dtype=torch.float64)[:, None, None, None]
+    noise = gaussian_noise(y, relative=0.01, reference="max", generator=seeded(0)) - y
+    expected = 0.01 * y.abs().amax(dim=(-2, -1))  # (3, 1): 0.01, 0.03, 0.005
+    torch.testing.assert_close(noise.std(dim=(-2, -1)), expected, rtol=0.03, atol=0)
+    # the default is unchanged: relative to the mean
+    torch.testing.assert_close(
+        GaussianNoise(relative=0.01)(y, generator=seeded(0)),
+        gaussian_noise(y, relative=0.01, reference="mean", generator=seeded(0)),
+    )
+    torch.testing.assert_close(
+        GaussianNoise(relative=0.01, reference="max")(y, generator=seeded(0)), y + noise
+    )
+
+
 def test_poisson_noise_matches_photon_statistics():
     photons, level = 4096, 0.01  # attenuation mu·y = 0.81: mean count λ ≈ 1822
     y = torch.full((200, 1000), level, dtype=torch.float64)
@@ -159,6 +176,12 @@ def test_non_finite_input_raises(noise, value):
         pytest.param(lambda y: GaussianNoise(relative=-1.0), "relative", id="class-relative"),
         pytest.param(lambda y: PoissonNoise(photons=-1.0), "photons", id="class-photons"),
         pytest.param(lambda y: GaussianNoise(ndim=0), "ndim", id="class-ndim"),
+        pytest.param(
+            lambda y: gaussian_noise(y, reference="peak"), "reference", id="bad-reference"
+        ),
+        pytest.param(
+            lambda y: GaussianNoise(reference="median"), "reference", id="class-reference"
+        ),
         pytest.param(lambda y: gaussian_noise(y, generator=7), "generator", id="bad-generator"),
     ],
 )

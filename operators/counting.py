@@ -20,28 +20,37 @@ import torch
 from operators.base import LinearOperator
 
 
+def _passed_through(name: str) -> property:
+    def get(self):
+        try:
+            return getattr(self.op, name)
+        except AttributeError:
+            raise AttributeError(f"{type(self.op).__name__} has no {name}") from None
+
+    return property(get, doc=f"The wrapped operator's ``{name}``.")
+
+
 class CountingOperator(LinearOperator):
     """``op`` with counters ``forward_count`` and ``adjoint_count`` (images processed).
 
-    ``norm()`` is delegated to ``op`` and not counted; ``geometry`` is passed through when ``op``
-    has one, so geometry-aware methods (FBP) work on the wrapper.
+    ``norm()`` is delegated to ``op`` and not counted. The physics that analytic methods read is
+    passed through when ``op`` has it: ``geometry`` (CT: FBP, FDK) and ``grid``, ``medium``,
+    ``time``, ``sensor`` (photoacoustics: the Fourier line-sensor inversion).
     """
 
     native_autograd = True
+
+    geometry = _passed_through("geometry")
+    grid = _passed_through("grid")
+    medium = _passed_through("medium")
+    time = _passed_through("time")
+    sensor = _passed_through("sensor")
 
     def __init__(self, op: LinearOperator) -> None:
         super().__init__(op.domain_shape, op.range_shape, dtypes=op.dtypes)
         self.op = op
         self.forward_count = 0
         self.adjoint_count = 0
-
-    @property
-    def geometry(self):
-        """The wrapped operator's geometry."""
-        try:
-            return self.op.geometry
-        except AttributeError:
-            raise AttributeError(f"{type(self.op).__name__} has no geometry") from None
 
     def reset(self) -> None:
         """Set both counters to zero."""

@@ -1,14 +1,29 @@
 """Evaluation and training data from a ``data`` config: seeded synthetic splits.
 
-A ``data`` config names, per split, the phantom family, the number of images and a seed; the
-noise model and the simulation factor (how much finer the simulation grid is than the
-reconstruction grid) are shared::
+A ``data`` config names, per split, the phantom family, the number of images and a seed, plus a
+noise model shared by the splits. It comes in two kinds.
+
+**CT, simulated on a finer grid** (``factor``): the measurements are simulated with the ray
+transform of the caller's reconstruction geometry on a grid ``factor`` times finer (see
+:func:`data_tools.simulate.simulate`), so :func:`build_split` needs that geometry::
 
     factor: 2
     noise: {_target_: data_tools.noise.GaussianNoise, relative: 0.025}
     splits:
       validation: {phantom: random_ellipses, size: 20, seed: 1001}
       test: {phantom: random_ellipses, size: 100, seed: 2002}
+
+**Simulated by a named accurate operator** (``simulation``): the config names the forward model
+that makes the data, usually a more accurate one than the reconstructions use (photoacoustics:
+the k-space time stepper, while methods invert the exact line model or the fast regridding
+model); phantoms are drawn on its ``domain_shape`` and no geometry is needed::
+
+    defaults:
+      - /operator@simulation.operator: pat_kspace64     # conf/operator/pat_kspace64.yaml
+      - _self_
+    noise: {_target_: data_tools.noise.GaussianNoise, relative: 0.01, reference: max}
+    splits:
+      test: {phantom: vessels, size: 20, seed: 2002}
 
 Sample ``i`` of a split is the same everywhere (see ``SyntheticDataset``).
 """
@@ -21,7 +36,13 @@ import torch
 from omegaconf import DictConfig
 
 from data_tools.datasets import SyntheticDataset
-from data_tools.phantoms import random_ellipse_params, render_random_ellipses, shepp_logan
+from data_tools.phantoms import (
+    balls,
+    random_ellipse_params,
+    render_random_ellipses,
+    shepp_logan,
+    vessels,
+)
 from data_tools.simulate import simulate
 
 
@@ -34,18 +55,43 @@ def _shepp_logan(generator: torch.Generator) -> Callable:
     return lambda shape: shepp_logan(shape)
 
 
+def _vessels(generator: torch.Generator) -> Callable:
+    return lambda shape: vessels(shape, generator=generator)
+
+
+def _balls(generator: torch.Generator) -> Callable:
+    return lambda shape: balls(shape, generator=generator)
+
+
 #: Phantom family name → function(generator) returning a renderer ``shape -> image``.
+#: ``vessels`` and ``balls`` (photoacoustics) are drawn in pixels of the grid they are rendered
+#: on, with the sensor side (row 0) kept at zero; the ellipses live on [-1, 1]².
 PHANTOMS: dict[str, Callable[[torch.Generator], Callable]] = {
     "random_ellipses": _ellipses,
     "shepp_logan": _shepp_logan,
+    "vessels": _vessels,
+    "balls": _balls,
 }
 
 
-def make_simulator(phantom: str, geometry, *, factor: int, noise) -> Callable:
-    """A ``simulator(generator) -> (x, y)`` drawing one phantom and simulating its measurement."""
+def _phantom(phantom: str) -> Callable[[torch.Generator], Callable]:
     if phantom not in PHANTOMS:
         raise ValueError(f"unknown phantom {phantom!r}; known: {', '.join(PHANTOMS)}")
-    draw = PHANTOMS[phantom]
+    return PHANTOMS[phantom]
+
+
+def make_simulator(phantom: str, geometry, *, factor: int, noise) -> Callable:
+    """A ``simulator(generator) -> (x, y)`` drawing one phantom and simulating its CT data
+    on a grid ``factor`` times finer than ``geometry``'s (:func:`data_tools.simulate.simulate`).
+
+    Example
+    -------
+    >>> from operators import Parallel2D
+    >>> sim = make_simulator("shepp_logan", Parallel2D((32, 32), n_angles=8), factor=2, noise=None)
+    >>> [t.shape for t in sim(torch.Generator().manual_seed(0))]
+    [torch.Size([32, 32]), torch.Size([8, 46])]
+    """
+    draw = _phantom(phantom)
 
     def simulator(generator: torch.Generator):
         return simulate(draw(generator), geometry, factor=factor, noise=noise, generator=generator)
@@ -53,8 +99,56 @@ def make_simulator(phantom: str, geometry, *, factor: int, noise) -> Callable:
     return simulator
 
 
-def build_split(data: DictConfig, split: str, geometry) -> SyntheticDataset:
-    """The ``split`` of a ``data`` config as a :class:`SyntheticDataset` for ``geometry``."""
+def make_phantom(phantom: str) -> Callable:
+    """``phantom(shape, *, generator) -> image`` of a named family, as :class:`SyntheticDataset`
+    calls it.
+
+    Example
+    -------
+    >>> make_phantom("vessels")((32, 32), generator=torch.Generator().manual_seed(0)).shape
+    torch.Size([32, 32])
+    """
+    draw = _phantom(phantom)
+
+    def render(shape, *, generator: torch.Generator) -> torch.Tensor:
+        return draw(generator)(tuple(shape))
+
+    return render
+
+
+def build_split(data: DictConfig, split: str, geometry=None) -> SyntheticDataset:
+    """The ``split`` of a ``data`` config as a :class:`SyntheticDataset`.
+
+    CT configs (with ``factor``) simulate for the reconstruction ``geometry``, which is then
+    required. Configs with ``simulation.operator`` instantiate that operator, draw the phantoms
+    on its ``domain_shape`` and measure them with it (plus noise); ``geometry`` is ignored.
+
+    Raises
+    ------
+    ValueError
+        For an unknown split, phantom or key, a config with both ``factor`` and ``simulation``,
+        or a CT config without a ``geometry``.
+
+    Example
+    -------
+    >>> from omegaconf import OmegaConf
+    >>> from operators import Parallel2D
+    >>> data = OmegaConf.create({"factor": 2, "splits": {"test": {
+    ...     "phantom": "random_ellipses", "size": 3, "seed": 7}}})
+    >>> x, y = build_split(data, "test", Parallel2D((32, 32), n_angles=8))[0]
+    >>> x.shape, y.shape
+    (torch.Size([1, 32, 32]), torch.Size([1, 8, 46]))
+    >>> data = OmegaConf.create({
+    ...     "simulation": {"operator": {
+    ...         "_target_": "operators.LineSensor",
+    ...         "grid": {"_target_": "operators.PATGrid", "shape": [32, 32]}}},
+    ...     "noise": {"_target_": "data_tools.noise.GaussianNoise", "relative": 0.01,
+    ...               "reference": "max"},
+    ...     "splits": {"test": {"phantom": "vessels", "size": 2, "seed": 0}}})
+    >>> x, y = build_split(data, "test")[1]
+    >>> x.shape, y.shape                               # 32 sensors × 151 time samples
+    (torch.Size([1, 32, 32]), torch.Size([1, 32, 151]))
+    """
     from hydra.utils import instantiate
 
     if split not in data.splits:
@@ -64,5 +158,29 @@ def build_split(data: DictConfig, split: str, geometry) -> SyntheticDataset:
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)} in data.splits.{split}")
     noise = instantiate(data.noise) if data.get("noise") is not None else None
+    size, seed = int(spec.size), int(spec.seed)
+    simulation = data.get("simulation")
+    if simulation is not None:
+        if data.get("factor") is not None:
+            raise ValueError(
+                "a data config gives either factor (CT simulated on a finer grid) or "
+                "simulation (a named accurate operator), not both"
+            )
+        unknown = set(simulation) - {"operator"}
+        if unknown or simulation.get("operator") is None:
+            raise ValueError(
+                "data.simulation must hold exactly one key, operator (an operator config); got "
+                f"{sorted(simulation)}"
+            )
+        operator = instantiate(simulation.operator)
+        phantom = make_phantom(spec.phantom)
+        return SyntheticDataset(
+            phantom=phantom, operator=operator, noise=noise, size=size, seed=seed
+        )
+    if geometry is None:
+        raise ValueError(
+            "this data config simulates CT on a finer grid (factor) and needs the "
+            "reconstruction geometry: build_split(data, split, op.geometry)"
+        )
     simulator = make_simulator(spec.phantom, geometry, factor=int(data.factor), noise=noise)
-    return SyntheticDataset(simulator=simulator, size=int(spec.size), seed=int(spec.seed))
+    return SyntheticDataset(simulator=simulator, size=size, seed=seed)

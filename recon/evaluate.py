@@ -12,6 +12,9 @@ Under the run's output directory it writes ``metrics.json``, ``results.md``, ``r
 ``grid.png`` (truth | each method | error maps, one fixed window) and TensorBoard logs
 (``tb/``). With ``search=true`` it first tunes each method's ``search`` grid on the *validation*
 split (never the test split), writes ``best_params.yaml`` and evaluates with the chosen values.
+Every method reconstructs with ``operator`` unless ``method_operators`` names its own (for
+instance ``conf/experiment/pat_vessels_classical.yaml`` back-projects through the accurate and the
+fast photoacoustic models, and runs TV with the exact line model, on the same data).
 ``split=validation`` evaluates the validation split instead of the test split, and
 ``objective_method=NAME`` picks the method whose mean PSNR ``main`` returns to a sweeper (as
 ``conf/hparams_search/tv.yaml`` does).
@@ -61,9 +64,16 @@ def run_method(
     batch_size: int,
     progress=None,
 ) -> tuple[torch.Tensor, float, float]:
-    """Reconstruct all measurements: (reconstructions, s/image, operator applications/image)."""
+    """Reconstruct all measurements: (reconstructions, s/image, operator applications/image).
+
+    ``op.norm()`` is computed once up front, outside the timing (it is cached on the operator),
+    unless the reconstructor says it never uses it (``uses_operator_norm = False``, as the
+    photoacoustic back-projection and Fourier inversion do: a time stepper's norm costs hundreds
+    of solves).
+    """
     counting = CountingOperator(op)
-    counting.norm()  # computed once up front, outside the timing (cached on the operator)
+    if getattr(reconstructor, "uses_operator_norm", True):
+        counting.norm()
     outs = []
     start = time.perf_counter()
     with torch.no_grad():
@@ -129,12 +139,66 @@ def image_grid(truth: torch.Tensor, recons: dict[str, torch.Tensor], n: int = 4)
     return (grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
-def _search_params(cfg: DictConfig, op, output_dir: Path) -> dict:
-    """Tune each method that has a ``search`` grid on the validation split."""
+def method_operators(cfg: DictConfig, op) -> dict:
+    """The operator each method reconstructs with: ``cfg.method_operators[name]`` or ``op``.
+
+    ``method_operators`` (optional) maps method names to operator configs, e.g. back-projection
+    through an approximate model while the data come from an accurate one. Every such operator
+    must have ``op``'s domain and range shapes (the data and the ground truth are shared).
+
+    Example
+    -------
+    >>> from omegaconf import OmegaConf
+    >>> from operators import IdentityOperator
+    >>> cfg = OmegaConf.create({"methods": {"a": {}, "b": {}}, "method_operators": {"b": {
+    ...     "_target_": "operators.IdentityOperator", "shape": [3]}}})
+    >>> ops = method_operators(cfg, IdentityOperator((3,)))
+    >>> ops["a"] is ops["b"], ops["b"].domain_shape
+    (False, (3,))
+    """
+    nodes = cfg.get("method_operators") or {}
+    unknown = set(nodes) - set(cfg.methods)
+    if unknown:
+        raise ValueError(
+            f"method_operators names unknown methods {sorted(unknown)}; "
+            f"methods: {list(cfg.methods)}"
+        )
+    ops = {}
+    for name in cfg.methods:
+        if name not in nodes:
+            ops[name] = op
+            continue
+        own = _instantiate(nodes[name])
+        for attr in ("domain_shape", "range_shape"):
+            if tuple(getattr(own, attr)) != tuple(getattr(op, attr)):
+                raise ValueError(
+                    f"method_operators.{name} has {attr} {tuple(getattr(own, attr))}, but the "
+                    f"operator has {tuple(getattr(op, attr))}: they must match"
+                )
+        ops[name] = own
+    return ops
+
+
+def _load_split(cfg: DictConfig, split: str, op, batch_size: int):
+    """The split's dataset and its (x, y) stacked, checked against ``op``'s shapes."""
+    dataset = build_split(cfg.data, split, getattr(op, "geometry", None))
+    x, y = _stack_split(dataset, batch_size)
+    for name, t, shape in (("images", x, op.domain_shape), ("data", y, op.range_shape)):
+        if tuple(t.shape[2:]) != tuple(shape):
+            raise ValueError(
+                f"the {split} split's {name} have shape {tuple(t.shape[2:])}, but the operator "
+                f"expects {tuple(shape)}: the data config and the operator do not match"
+            )
+    return dataset, x, y
+
+
+def _search_params(cfg: DictConfig, op, output_dir: Path, ops: dict | None = None) -> dict:
+    """Tune each method that has a ``search`` grid on the validation split (with its operator
+    from ``ops``, default ``op``)."""
     from tqdm import tqdm
 
-    val = build_split(cfg.data, "validation", op.geometry)
-    x_val, y_val = _stack_split(val, cfg.batch_size)
+    ops = ops or {}
+    _, x_val, y_val = _load_split(cfg, "validation", op, cfg.batch_size)
     chosen: dict[str, dict] = {}
     for name, grid in (cfg.get("search_grid") or {}).items():
         if name not in cfg.methods:
@@ -149,7 +213,13 @@ def _search_params(cfg: DictConfig, op, output_dir: Path) -> dict:
 
         with tqdm(desc=f"search {name}", unit="cfg", leave=False) as bar:
             best, table = grid_search(
-                make, grid, y_val, x_val, op, batch_size=cfg.batch_size, progress=bar
+                make,
+                grid,
+                y_val,
+                x_val,
+                ops.get(name, op),
+                batch_size=cfg.batch_size,
+                progress=bar,
             )
         chosen[name] = best
         log.info("search %s: best %s (validation PSNR %.2f)", name, best, table[0]["psnr"])
@@ -171,10 +241,10 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     write_provenance(cfg, output_dir)
     op = _instantiate(cfg.operator)
-    chosen = _search_params(cfg, op, output_dir) if cfg.get("search") else {}
+    ops = method_operators(cfg, op)
+    chosen = _search_params(cfg, op, output_dir, ops) if cfg.get("search") else {}
 
-    test = build_split(cfg.data, cfg.get("split") or "test", op.geometry)
-    truth, ys = _stack_split(test, cfg.batch_size)
+    test, truth, ys = _load_split(cfg, cfg.get("split") or "test", op, cfg.batch_size)
     recons: dict[str, torch.Tensor] = {}
     results: dict[str, dict] = {}
     with tqdm(total=len(cfg.methods) * len(test), desc="evaluate", unit="img") as bar:
@@ -182,12 +252,13 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
             bar.set_postfix_str(name)
             method = _instantiate(node, **chosen.get(name, {}))
             x, seconds, applications = run_method(
-                method, ys, op, batch_size=cfg.batch_size, progress=bar
+                method, ys, ops[name], batch_size=cfg.batch_size, progress=bar
             )
             recons[name] = x
             results[name] = summarize(x, truth) | {
                 "seconds_per_image": seconds,
                 "op_applications_per_image": applications,
+                "operator": type(ops[name]).__name__,
                 "params": chosen.get(name)
                 or {k: v for k, v in OmegaConf.to_container(node).items() if k != "_target_"},
             }

@@ -35,7 +35,7 @@ from recon.generative import (
     train_generative,
 )
 from recon.search import grid_search
-from recon.train import CONF_DIR
+from recon.train import CONF_DIR, train
 
 F64 = torch.float64
 
@@ -311,6 +311,18 @@ def test_training_experiments_run_a_few_steps(compose_cfg, tmp_path, kind):
     assert generator.generate(torch.zeros(1, 4)).shape == (1, 1, 16, 16)
 
 
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_recon_train_takes_the_autoencoder_objective_node(compose_cfg, tmp_path, kind):
+    cfg = compose_cfg(
+        "config", f"experiment=ellipses64_{kind}_generative", *SMALL_OP, *TINY_DATA,
+        "model.image_size=16", "model.channels=2", "model.latent_dim=4", "trainer.max_steps=2",
+        "trainer.batch_size=2", "trainer.val_every=2", "trainer.ckpt_every=2",
+        "trainer.warmup_steps=0", "trainer.progress=false",
+    )  # fmt: skip
+    result = train(cfg, output_dir=tmp_path)
+    assert result["step"] == 2 and result["best_psnr"] is not None
+
+
 @pytest.mark.parametrize("kind", ["ae", "vae", "gan"])
 def test_full_size_model_configs_instantiate(kind):
     model = instantiate(OmegaConf.load(CONF_DIR / "model" / f"{kind}.yaml"))
@@ -371,3 +383,17 @@ def test_benchmark_quick_mode_runs_and_reports(tmp_path):
             assert isinstance(row[key], float), (name, key)
     assert results["ae/sparse"]["restarts"] == 2 and results["tv"]["restarts"] == 1
     assert set(summary["tuned"]["ae/soft"]["params"]) == {"lam", "mu"}
+
+
+def test_benchmark_feature_metrics():
+    import recon.bench_generative as bench
+
+    truth = torch.zeros(1, 1, 8, 8)
+    disc = torch.zeros(1, 1, 8, 8)
+    disc[..., 3:5, 3:5] = 0.5
+    lost = bench.feature_metrics(truth, truth + disc, truth, disc, 0.5)
+    found = bench.feature_metrics(truth + disc, truth + disc, truth, disc, 0.5)
+    assert lost["contrast"] == 0.0 and found["contrast"] == 1.0
+    assert found["feature_psnr"] > 100 > lost["feature_psnr"]
+    result = doctest.testmod(bench)
+    assert result.attempted > 0 and result.failed == 0

@@ -85,6 +85,10 @@ class DRUNet(nn.Module):
         ``"relu"`` as DPIR, a smooth one (``"elu"``) for gradient-step denoisers.
     bias : bool
         Biases in the convolutions (DPIR: none).
+    residual : bool
+        Return :math:`x + \mathrm{DRUNet}(x, \sigma)`: the network predicts the (negative) noise,
+        as DnCNN does. Not in DPIR, but an untrained network is then close to the identity, which
+        trains much faster from scratch on a small budget.
     spectral_norm : bool
         Constrain every convolution (and transposed convolution) to operator norm ≤ 1
         (:func:`models.denoising.conv_spectral_norm`). The skip connections add up, so this bounds
@@ -115,6 +119,7 @@ class DRUNet(nn.Module):
         n_blocks: int = 4,
         activation: str = "relu",
         bias: bool = False,
+        residual: bool = False,
         spectral_norm: bool = False,
         spectral_size: int = 32,
         ndim: int = 2,
@@ -125,10 +130,15 @@ class DRUNet(nn.Module):
         self.depth = _check_positive_int("depth", depth, minimum=0)
         self.n_blocks = _check_positive_int("n_blocks", n_blocks)
         self.ndim = _check_ndim(ndim)
-        for name, value in (("bias", bias), ("spectral_norm", spectral_norm)):
+        for name, value in (
+            ("bias", bias),
+            ("residual", residual),
+            ("spectral_norm", spectral_norm),
+        ):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be a bool, got {value!r}")
         self.activation = activation
+        self.residual = residual
         self.spectral_norm = spectral_norm
         widths = [channels * 2**level for level in range(depth + 1)]
 
@@ -183,11 +193,11 @@ class DRUNet(nn.Module):
         out = self.tail(h + skips.pop())
         if any(pads):
             out = out[(slice(None), slice(None), *(slice(0, n) for n in spatial))]
-        return out
+        return x + out if self.residual else out
 
     def extra_repr(self) -> str:
         return (
             f"in_channels={self.in_channels}, channels={self.channels}, depth={self.depth}, "
             f"n_blocks={self.n_blocks}, activation={self.activation!r}, "
-            f"spectral_norm={self.spectral_norm}, ndim={self.ndim}"
+            f"residual={self.residual}, spectral_norm={self.spectral_norm}, ndim={self.ndim}"
         )

@@ -73,6 +73,9 @@ class GSDenoiser(nn.Module):
         ``network`` raises, since they would be ignored.
     activation : str, optional
         Activation of the default DRUNet (``"elu"``; must be smooth).
+    residual : bool, optional
+        Residual default DRUNet, :math:`N(x) = x + R(x)` (default ``True``): then
+        :math:`g = \tfrac12\|R(x)\|^2` and the untrained denoiser is close to the identity.
     spectral_norm : bool, optional
         Spectral normalisation of the default DRUNet's convolutions.
 
@@ -99,6 +102,7 @@ class GSDenoiser(nn.Module):
         depth: int | None = None,
         n_blocks: int | None = None,
         activation: str | None = None,
+        residual: bool | None = None,
         spectral_norm: bool | None = None,
     ) -> None:
         super().__init__()
@@ -108,6 +112,7 @@ class GSDenoiser(nn.Module):
             "depth": depth,
             "n_blocks": n_blocks,
             "activation": activation,
+            "residual": residual,
             "spectral_norm": spectral_norm,
         }
         if network is None:
@@ -117,6 +122,7 @@ class GSDenoiser(nn.Module):
                 "depth": 3,
                 "n_blocks": 2,
                 "activation": "elu",
+                "residual": True,
                 "spectral_norm": False,
             }
             kwargs = {k: defaults[k] if v is None else v for k, v in sizes.items()}

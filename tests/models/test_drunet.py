@@ -111,3 +111,12 @@ def test_wrong_input_or_noise_level_raises():
         net(torch.rand(1, 1, 8, 8), float("nan"))
     with pytest.raises(TypeError):
         net(torch.rand(1, 1, 8, 8))  # the noise level is required
+
+
+def test_residual_drunet_adds_its_input():
+    torch.manual_seed(0)
+    plain = DRUNet(channels=2, depth=1, n_blocks=1)
+    residual = DRUNet(channels=2, depth=1, n_blocks=1, residual=True)
+    residual.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 1, 10, 6)
+    assert torch.allclose(residual(x, 0.1), x + plain(x, 0.1), atol=1e-6)

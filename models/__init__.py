@@ -28,10 +28,13 @@ from models.blocks import (
     make_norm,
 )
 from models.gan import GAN, Critic, Generator, gradient_penalty
+from models.icnn import ICNN, ICNN_ACTIVATIONS, NonNegativeConv, Quadratic, input_gradient
 from models.unet import UPSAMPLING, UNet
 
 __all__ = [
     "ACTIVATIONS",
+    "ICNN",
+    "ICNN_ACTIVATIONS",
     "NORMS",
     "UPSAMPLING",
     "Autoencoder",
@@ -42,6 +45,8 @@ __all__ = [
     "Critic",
     "GAN",
     "Generator",
+    "NonNegativeConv",
+    "Quadratic",
     "ResidualBlock",
     "UNet",
     "VAEOutput",
@@ -49,6 +54,7 @@ __all__ = [
     "conv_layer",
     "gaussian_elbo",
     "gradient_penalty",
+    "input_gradient",
     "kl_standard_normal",
     "make_activation",
     "make_norm",

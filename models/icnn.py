@@ -304,7 +304,7 @@ class ICNN(nn.Module):
         quadratic: float = 0.0,
         quadratic_kernel: int = 1,
         quadratic_channels: int | None = None,
-        output_scale: float = 0.01,
+        output_scale: float = 0.001,
         ndim: int = 2,
     ) -> None:
         super().__init__()

@@ -1,0 +1,893 @@
+r"""Learned mirror descent (Tan, Mukherjee, Tang, Hauptmann, Schönlieb 2023) and its baselines.
+
+Mirror descent minimises a differentiable objective :math:`f` in the geometry of a strongly
+convex *mirror map* :math:`\psi`: it steps in the dual space and maps back with the inverse
+gradient :math:`\nabla\psi^* = (\nabla\psi)^{-1}`,
+
+.. math:: x_{k+1} = \nabla\psi^*\big(\nabla\psi(x_k) - t_k \nabla f(x_k)\big).
+
+In *learned* mirror descent :math:`\psi = \psi_\theta` is an input-convex network
+(:class:`models.icnn.ICNN`) and :math:`\nabla\psi^*` is approximated by the gradient of a second
+ICNN :math:`\varphi`, trained to be consistent, :math:`\nabla\varphi(\nabla\psi(x)) \approx x`
+(or computed by a few Newton steps on :math:`\nabla\psi(x) = z`). The step sizes :math:`t_k` are
+learned too, within a bounded range. With :math:`\psi = \tfrac12\|x\|^2` and
+:math:`\varphi = \tfrac12\|z\|^2` it is gradient descent.
+
+- :class:`SmoothedTV`: :math:`f(x) = \tfrac12\|Ax - y\|^2 + \lambda\,\mathrm{TV}_\varepsilon(x)`
+  with its gradient and a Lipschitz bound; any differentiable ``f(x, y, op)`` works too.
+- :class:`LearnedMirrorDescent`: the reconstructor ``forward(y, op) -> x``, plain or accelerated
+  (:math:`r`-mirror descent of Krichene, Bayen & Bartlett 2015, learned as in Tan et al.'s
+  "robust data-driven accelerated mirror descent"), and able to run past its trained
+  iterations with a constant step.
+- :func:`mirror_objective`: the unsupervised training loss (no ground truth) for the shared
+  :class:`~recon.training.Trainer`: the objective along the iterates plus the forward-backward
+  consistency; :func:`mirror_task` hands it to ``recon-train``'s ``objective`` config node.
+- :func:`gradient_descent` and :func:`nesterov_gradient`: the Euclidean baselines on the same
+  :math:`f`.
+
+References: H. Y. Tan, S. Mukherjee, J. Tang, C.-B. Schönlieb, "Data-driven mirror descent with
+input-convex neural networks", SIAM J. Math. Data Sci. 5(2), 2023. H. Y. Tan, S. Mukherjee,
+J. Tang, A. Hauptmann, C.-B. Schönlieb, "Robust data-driven accelerated mirror descent", ICASSP
+2023. W. Krichene, A. Bayen, P. Bartlett, "Accelerated mirror descent in continuous and discrete
+time", NeurIPS 2015.
+
+Example
+-------
+>>> import torch
+>>> from models.icnn import ICNN
+>>> from operators import Parallel2D, RayTransform
+>>> op = RayTransform(Parallel2D((16, 16), n_angles=8), backend="matrix")
+>>> lmd = LearnedMirrorDescent(mirror_map=ICNN(channels=4, quadratic=0.9),
+...                            inverse_map=ICNN(channels=4, quadratic=0.9),
+...                            objective=SmoothedTV(lam=0.1), n_iter=3)
+>>> lmd(torch.zeros(2, 1, *op.range_shape), op).shape
+torch.Size([2, 1, 16, 16])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from models.icnn import input_gradient
+from recon.base import Reconstructor, check_measurements
+from recon.classical import (
+    _check_n_iter,
+    _check_positive,
+    _initial_guess,
+    _LinearOperatorLike,
+    divergence2d,
+    divergence3d,
+    fbp,
+    fdk,
+    gradient2d,
+    gradient3d,
+)
+from recon.training import reconstruction_predict
+from recon.unrolled import _check_bool, _check_int, _check_ndim, _flatten_measurements
+
+__all__ = [
+    "INITS",
+    "INVERSES",
+    "LearnedMirrorDescent",
+    "MirrorTrace",
+    "SmoothedTV",
+    "gradient_descent",
+    "mirror_objective",
+    "mirror_task",
+    "nesterov_gradient",
+    "smoothed_tv",
+    "smoothed_tv_gradient",
+]
+
+#: Initial iterates of :class:`LearnedMirrorDescent`.
+INITS: tuple[str, ...] = ("fbp", "adjoint", "zero")
+#: How :class:`LearnedMirrorDescent` applies :math:`\nabla\psi^*`.
+INVERSES: tuple[str, ...] = ("network", "newton")
+
+_GRADIENT = {2: gradient2d, 3: gradient3d}
+_DIVERGENCE = {2: divergence2d, 3: divergence3d}
+
+Objective = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+
+
+# --------------------------------------------------------------------------- the objective
+def smoothed_tv(x: torch.Tensor, *, eps: float, ndim: int = 2) -> torch.Tensor:
+    r"""Smoothed isotropic total variation, per batch element.
+
+    .. math:: \mathrm{TV}_\varepsilon(x) = \sum_{\text{pixels}}
+              \Big(\sqrt{|(\nabla x)_{\text{pixel}}|^2 + \varepsilon^2} - \varepsilon\Big),
+
+    with the forward-difference gradient of :func:`recon.classical.gradient2d` (Neumann boundary).
+    It is convex and :math:`C^\infty`, its gradient is
+    :math:`(4\,\mathrm{ndim}/\varepsilon)`-Lipschitz, and
+    :math:`0 \le \mathrm{TV}(x) - \mathrm{TV}_\varepsilon(x) \le \varepsilon \cdot \#\text{pixels}`.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Images ``(*batch, H, W)`` (``ndim=2``) or volumes ``(*batch, D, H, W)``.
+    eps : float
+        Smoothing :math:`\varepsilon > 0`.
+    ndim : {2, 3}
+        Spatial dimensions.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``batch``.
+
+    Example
+    -------
+    >>> step = torch.tensor([[0.0, 0.0, 1.0, 1.0]])  # one jump of height 1
+    >>> round(float(smoothed_tv(step, eps=1e-6)), 5)
+    1.0
+    """
+    eps = _check_positive("eps", eps)
+    ndim = _check_ndim(ndim)
+    q = _GRADIENT[ndim](x)
+    magnitude = torch.sqrt(q.square().sum(dim=-ndim - 1) + eps * eps) - eps
+    return magnitude.sum(dim=tuple(range(-ndim, 0)))
+
+
+def smoothed_tv_gradient(x: torch.Tensor, *, eps: float, ndim: int = 2) -> torch.Tensor:
+    r"""Gradient of :func:`smoothed_tv`:
+    :math:`-\operatorname{div}\big(\nabla x / \sqrt{|\nabla x|^2 + \varepsilon^2}\big)`.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Images ``(*batch, H, W)`` or volumes ``(*batch, D, H, W)``.
+    eps : float
+        Smoothing :math:`\varepsilon > 0`.
+    ndim : {2, 3}
+        Spatial dimensions.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape as ``x``.
+
+    Example
+    -------
+    >>> x = torch.randn(2, 6, 7, dtype=torch.float64, requires_grad=True)
+    >>> smoothed_tv(x, eps=0.1).sum().backward()
+    >>> torch.allclose(smoothed_tv_gradient(x.detach(), eps=0.1), x.grad)
+    True
+    """
+    eps = _check_positive("eps", eps)
+    ndim = _check_ndim(ndim)
+    q = _GRADIENT[ndim](x)
+    scale = torch.rsqrt(q.square().sum(dim=-ndim - 1, keepdim=True) + eps * eps)
+    return -_DIVERGENCE[ndim](q * scale)
+
+
+def _sum_trailing(v: torch.Tensor, n: int) -> torch.Tensor:
+    return v.square().sum(dim=tuple(range(-n, 0)))
+
+
+class SmoothedTV:
+    r"""The objective :math:`f(x) = \tfrac12\|Ax - y\|_2^2 + \lambda\,\mathrm{TV}_\varepsilon(x)`.
+
+    Callable as ``f(x, y, op)`` (values per batch element), with
+    :meth:`gradient` :math:`A^T(Ax - y) + \lambda \nabla\mathrm{TV}_\varepsilon(x)`,
+    :meth:`value_and_gradient` (one application of :math:`A` and one of :math:`A^T` for both) and
+    :meth:`lipschitz`, the bound :math:`L = \|A\|^2 + 4\,\mathrm{ndim}\,\lambda/\varepsilon` on the
+    Lipschitz constant of :math:`\nabla f`. As :math:`\varepsilon \to 0` it becomes the objective
+    of :func:`recon.classical.tv_objective` (without the non-negativity constraint).
+
+    Parameters
+    ----------
+    lam : float
+        :math:`\lambda \ge 0`.
+    eps : float
+        :math:`\varepsilon > 0`.
+
+    Example
+    -------
+    >>> from operators import IdentityOperator
+    >>> f = SmoothedTV(lam=0.0)
+    >>> f(torch.ones(2, 3), torch.zeros(2, 3), IdentityOperator((2, 3)))
+    tensor(3.)
+    """
+
+    def __init__(self, *, lam: float, eps: float = 0.01) -> None:
+        self.lam = _check_positive("lam", lam, allow_zero=True)
+        self.eps = _check_positive("eps", eps)
+
+    @staticmethod
+    def _ndim(op: _LinearOperatorLike) -> int:
+        ndim = len(tuple(op.domain_shape))
+        if ndim not in (2, 3):
+            raise ValueError(
+                f"TV needs a 2D or 3D domain, but op.domain_shape is {tuple(op.domain_shape)}"
+            )
+        return ndim
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, op: _LinearOperatorLike) -> torch.Tensor:
+        value = 0.5 * _sum_trailing(op(x) - y, len(tuple(op.range_shape)))
+        if self.lam > 0:
+            value = value + self.lam * smoothed_tv(x, eps=self.eps, ndim=self._ndim(op))
+        return value
+
+    def value_and_gradient(
+        self, x: torch.Tensor, y: torch.Tensor, op: _LinearOperatorLike
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(f(x), ∇f(x))`` with one forward and one adjoint application."""
+        residual = op(x) - y
+        value = 0.5 * _sum_trailing(residual, len(tuple(op.range_shape)))
+        grad = op.T(residual)
+        if self.lam > 0:
+            ndim = self._ndim(op)
+            value = value + self.lam * smoothed_tv(x, eps=self.eps, ndim=ndim)
+            grad = grad + self.lam * smoothed_tv_gradient(x, eps=self.eps, ndim=ndim)
+        return value, grad
+
+    def gradient(self, x: torch.Tensor, y: torch.Tensor, op: _LinearOperatorLike) -> torch.Tensor:
+        """:math:`\\nabla f(x)`, the shape of ``x``."""
+        return self.value_and_gradient(x, y, op)[1]
+
+    def lipschitz(self, op: _LinearOperatorLike) -> float:
+        """:math:`\\|A\\|^2 + 4\\,\\mathrm{ndim}\\,\\lambda/\\varepsilon` (needs ``op.norm()``)."""
+        norm = getattr(op, "norm", None)
+        if not callable(norm):
+            raise ValueError(
+                f"{type(op).__name__} has no norm() method: give the step size explicitly"
+            )
+        smoothing = 4 * self._ndim(op) * self.lam / self.eps if self.lam > 0 else 0.0
+        return float(norm()) ** 2 + smoothing
+
+    def __repr__(self) -> str:
+        return f"SmoothedTV(lam={self.lam}, eps={self.eps})"
+
+
+def _value_and_gradient(
+    objective: Objective,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    op: _LinearOperatorLike,
+    *,
+    create_graph: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(f(x), ∇f(x))``: the objective's own method, or automatic differentiation."""
+    method = getattr(objective, "value_and_gradient", None)
+    if callable(method):
+        return method(x, y, op)
+    with torch.enable_grad():
+        point = x if x.requires_grad else x.detach().requires_grad_(True)
+        value = objective(point, y, op)
+        (grad,) = torch.autograd.grad(value.sum(), point, create_graph=create_graph)
+    return (value if create_graph else value.detach()), grad
+
+
+def _lipschitz(objective: Objective, op: _LinearOperatorLike) -> float | None:
+    method = getattr(objective, "lipschitz", None)
+    return float(method(op)) if callable(method) else None
+
+
+def _default_step(step: float | None, objective: Objective, op: _LinearOperatorLike) -> float:
+    if step is not None:
+        return _check_positive("step", step)
+    lipschitz = _lipschitz(objective, op)
+    if lipschitz is None:
+        raise ValueError("the objective has no lipschitz(op) method: give step explicitly")
+    return 1.0 / lipschitz
+
+
+# --------------------------------------------------------------------------- baselines
+def gradient_descent(
+    y: torch.Tensor,
+    op: _LinearOperatorLike,
+    *,
+    objective: Objective,
+    n_iter: int,
+    step: float | None = None,
+    x0: torch.Tensor | None = None,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+    return_objective: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    r"""Gradient descent with a fixed step, :math:`x_{k+1} = x_k - t\,\nabla f(x_k)`.
+
+    The Euclidean baseline of :class:`LearnedMirrorDescent` (mirror descent with
+    :math:`\psi = \tfrac12\|x\|^2`). Converges for :math:`0 < t < 2/L`.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        Measurements ``(*batch, *op.range_shape)``.
+    op : LinearOperator
+        Forward operator.
+    objective : callable
+        ``f(x, y, op) -> values (*batch)``, e.g. :class:`SmoothedTV`; its gradient comes from its
+        ``value_and_gradient`` method when it has one, else from autograd.
+    n_iter : int
+        Number of iterations.
+    step : float, optional
+        :math:`t`; by default :math:`1/L` from ``objective.lipschitz(op)``.
+    x0 : torch.Tensor, optional
+        Initial point ``(*batch, *op.domain_shape)``; zeros by default.
+    callback : callable, optional
+        ``callback(k, x)`` after iteration ``k``.
+    return_objective : bool
+        Also return :math:`f(x_k)` after every iteration.
+
+    Returns
+    -------
+    torch.Tensor or (torch.Tensor, torch.Tensor)
+        ``x``, and with ``return_objective`` the values ``(n_iter, *batch)``.
+
+    Example
+    -------
+    >>> from operators import IdentityOperator
+    >>> x, values = gradient_descent(torch.ones(3), IdentityOperator(3),
+    ...                              objective=SmoothedTV(lam=0.0), n_iter=2, step=0.5,
+    ...                              return_objective=True)
+    >>> x, values
+    (tensor([0.7500, 0.7500, 0.7500]), tensor([0.3750, 0.0938]))
+    """
+    n_iter = _check_n_iter(n_iter)
+    batch_shape = check_measurements(y, op)
+    step = _default_step(step, objective, op)
+    x = _initial_guess(x0, y, batch_shape, tuple(op.domain_shape))
+    values = []
+    _, grad = _value_and_gradient(objective, x, y, op, create_graph=False)
+    for k in range(n_iter):
+        x = x - step * grad
+        if callback is not None:
+            callback(k, x)
+        if return_objective or k + 1 < n_iter:
+            value, grad = _value_and_gradient(objective, x, y, op, create_graph=False)
+            values.append(value.detach())
+    if return_objective:
+        empty = torch.zeros((0, *batch_shape), dtype=y.dtype, device=y.device)
+        return x, torch.stack(values) if values else empty
+    return x
+
+
+def nesterov_gradient(
+    y: torch.Tensor,
+    op: _LinearOperatorLike,
+    *,
+    objective: Objective,
+    n_iter: int,
+    step: float | None = None,
+    x0: torch.Tensor | None = None,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+    return_objective: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    r"""Nesterov's accelerated gradient (FISTA's momentum without a proximal step).
+
+    .. math::
+
+        x_{k+1} &= v_k - t\,\nabla f(v_k), \qquad
+        \tau_{k+1} = \tfrac12\big(1 + \sqrt{1 + 4\tau_k^2}\big), \\
+        v_{k+1} &= x_{k+1} + \frac{\tau_k - 1}{\tau_{k+1}}\,(x_{k+1} - x_k),
+
+    from :math:`v_0 = x_0`, :math:`\tau_0 = 1`; :math:`f(x_k) - f^* = O(1/k^2)` for
+    :math:`t \le 1/L`. Same parameters and returns as :func:`gradient_descent`; with
+    ``return_objective`` the values are :math:`f(x_k)` (one more forward operator application per
+    iteration).
+
+    Example
+    -------
+    >>> from operators import IdentityOperator
+    >>> x = nesterov_gradient(torch.ones(3), IdentityOperator(3), objective=SmoothedTV(lam=0.0),
+    ...                       n_iter=1, step=1.0)
+    >>> x
+    tensor([1., 1., 1.])
+    """
+    n_iter = _check_n_iter(n_iter)
+    batch_shape = check_measurements(y, op)
+    step = _default_step(step, objective, op)
+    x = _initial_guess(x0, y, batch_shape, tuple(op.domain_shape))
+    v, tau = x, 1.0
+    values = []
+    for k in range(n_iter):
+        _, grad = _value_and_gradient(objective, v, y, op, create_graph=False)
+        x_new = v - step * grad
+        tau_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tau * tau))
+        v = x_new + ((tau - 1.0) / tau_new) * (x_new - x)
+        x, tau = x_new, tau_new
+        if callback is not None:
+            callback(k, x)
+        if return_objective:
+            values.append(objective(x, y, op).detach())
+    if return_objective:
+        empty = torch.zeros((0, *batch_shape), dtype=y.dtype, device=y.device)
+        return x, torch.stack(values) if values else empty
+    return x
+
+
+# --------------------------------------------------------------------------- learned MD
+class MirrorTrace(NamedTuple):
+    """What ``LearnedMirrorDescent(y, op, trace=True)`` returns (flat batch of ``N`` problems).
+
+    Attributes
+    ----------
+    x : torch.Tensor
+        The reconstruction, shaped as the plain ``forward`` returns it.
+    iterates : torch.Tensor
+        ``(n + 1, N, 1, *domain)``: :math:`x_0, …, x_n`.
+    objective : torch.Tensor
+        ``(n + 1, N)``: :math:`f(x_0), …, f(x_n)`.
+    consistency : torch.Tensor
+        ``(n, N)``: mean absolute round-trip error
+        :math:`\\operatorname{mean}|\\nabla\\varphi(\\nabla\\psi(x_k)) - x_k|` per image, at
+        :math:`x_0, …, x_{n-1}` (zeros with ``inverse="newton"``).
+    """
+
+    x: torch.Tensor
+    iterates: torch.Tensor
+    objective: torch.Tensor
+    consistency: torch.Tensor
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-element inner products of ``(N, …)`` tensors, shaped ``(N, 1, …, 1)``."""
+    return (a * b).flatten(1).sum(1).reshape(-1, *([1] * (a.ndim - 1)))
+
+
+class LearnedMirrorDescent(Reconstructor):
+    r"""Learned mirror descent with ICNN mirror maps (Tan et al. 2023), plain or accelerated.
+
+    **Plain** (``accelerated=False``): from :math:`x_0` (FBP, :math:`A^Ty/\|A\|^2` or 0),
+
+    .. math:: x_{k+1} = \nabla\varphi\big(\nabla\psi(x_k) - t_k \nabla f(x_k)\big),
+              \qquad k = 0, …, n - 1,
+
+    where :math:`\nabla\varphi \approx \nabla\psi^* = (\nabla\psi)^{-1}`.
+
+    **Accelerated** (``accelerated=True``; Krichene et al.'s accelerated mirror descent with the
+    dual variable kept in the dual space, so a mirror map and its approximate inverse are never
+    composed, as in Tan et al.'s robust variant): with :math:`\tilde x_0 = x_0`,
+    :math:`z_0 = \nabla\psi(x_0)` and :math:`\lambda_k = r / (r + k)`,
+
+    .. math::
+
+        \bar x_k &= \lambda_k \nabla\varphi(z_k) + (1 - \lambda_k)\,\tilde x_k, \\
+        z_{k+1} &= z_k - \tfrac{k + 1}{r}\, t_k \nabla f(\bar x_k), \\
+        \tilde x_{k+1} &= \bar x_k - \gamma_k \nabla f(\bar x_k),
+
+    and the iterates are :math:`x_k = \tilde x_k`.
+
+    The steps are learned in a bounded range: :math:`t_k = (a + (b - a)\,\operatorname{sigmoid}
+    (\kappa\theta_k)) / L` with ``step_range = (a, b)``, ``logit_scale`` :math:`\kappa` and
+    :math:`L` the objective's Lipschitz bound (``objective.lipschitz(op)``, e.g.
+    :class:`SmoothedTV`; :math:`L = 1` for objectives without one), and likewise
+    :math:`\gamma_k`. The forward pass runs ``run_iter`` iterations (default ``n_iter``);
+    iterations past the trained ``n_iter`` use the constant step ``extra_step``
+    (in units of :math:`1/L`), by default the last learned one.
+
+    Costs per plain iteration: one :math:`A` and one :math:`A^T` (the gradient of
+    :class:`SmoothedTV`), one :math:`\nabla\psi` and one :math:`\nabla\varphi` (a forward and a
+    backward pass each; with ``inverse="newton"``, ``newton_steps · (cg_steps + 1)`` Hessian- or
+    gradient-evaluations of :math:`\psi` instead of :math:`\nabla\varphi`). The accelerated
+    iteration needs no :math:`\nabla\psi` after the first.
+
+    Gradients of :math:`\psi` are taken by autograd, also under :func:`torch.no_grad` (as in
+    ``recon-eval``); when gradients are enabled the whole unrolled scheme is differentiable in
+    the networks and steps, for training with :func:`mirror_objective`.
+
+    Parameters
+    ----------
+    mirror_map : torch.nn.Module
+        :math:`\psi: (N, 1, *domain) \to (N,)`, strongly convex (e.g. :class:`models.icnn.ICNN`).
+    inverse_map : torch.nn.Module or None
+        :math:`\varphi`, whose gradient approximates :math:`\nabla\psi^*`; ``None`` with
+        ``inverse="newton"``.
+    objective : callable
+        :math:`f`: ``f(x, y, op) -> (N,)`` values, e.g. :class:`SmoothedTV`. Its gradient comes
+        from its ``value_and_gradient`` method when it has one, else from autograd.
+    n_iter : int
+        Number of iterations with their own learned step (the trained depth).
+    run_iter : int, optional
+        Iterations of the forward pass (default ``n_iter``); may exceed ``n_iter``.
+    extra_step : float, optional
+        Constant step (units of :math:`1/L`) of the iterations past ``n_iter``; default the last
+        learned step.
+    accelerated : bool
+        The accelerated scheme above.
+    r : float
+        :math:`r \ge 2` of the accelerated scheme (Krichene et al. need :math:`r \ge 2`; 3 is the
+        classical Nesterov weight).
+    step_range : (float, float)
+        :math:`0 \le a < b`, bounds of every learned step in units of :math:`1/L`.
+    step_init : float
+        Initial value of every learned step (in ``(a, b)``), units of :math:`1/L`.
+    logit_scale : float
+        :math:`\kappa > 0`: the logits are :math:`\kappa\theta_k`, so an optimiser step moves
+        them :math:`\kappa` times as far as it moves a network weight. The maps need small
+        learning rates (Adam at 1e-4: larger ones perturb every tap of their convolutions at
+        once and break the consistency of ψ and φ), the few steps a larger one; with the
+        default 100, Adam at 1e-4 moves a logit by about 0.01 per step.
+    inverse : {"network", "newton"}
+        :math:`\nabla\psi^*` by the network :math:`\nabla\varphi`, or by ``newton_steps``
+        Newton iterations on :math:`\nabla\psi(x) = z` (conjugate gradients with ``cg_steps``
+        Hessian-vector products each), warm-started at the current iterate.
+    newton_steps, cg_steps : int
+        Iterations of the Newton inverse.
+    init : {"fbp", "adjoint", "zero"}
+        :math:`x_0`: the Hann-filtered FBP (FDK in 3D; needs a :class:`~operators.RayTransform`),
+        :math:`A^T y/\|A\|^2`, or zeros.
+    ndim : {2, 3}
+        Spatial dimensions of the operator's domain and range.
+
+    Attributes
+    ----------
+    step_logits : torch.nn.Parameter
+        :math:`\theta_k`, ``(n_iter,)`` (the logits divided by :math:`\kappa`).
+    gamma_logits : torch.nn.Parameter or None
+        Likewise for :math:`\gamma_k` (accelerated only).
+
+    Raises
+    ------
+    ValueError
+        For invalid settings, and from ``forward`` for NaN, infinite or misshapen measurements.
+    TypeError
+        For unknown keyword arguments (a typo in a config).
+
+    Example
+    -------
+    >>> from models.icnn import Quadratic
+    >>> from operators import IdentityOperator
+    >>> op = IdentityOperator((4, 4))
+    >>> gd = LearnedMirrorDescent(mirror_map=Quadratic(), inverse_map=Quadratic(),
+    ...                           objective=SmoothedTV(lam=0.0), n_iter=2, step_init=1.0,
+    ...                           init="zero")
+    >>> round(gd(torch.ones(1, 1, 4, 4), op).mean().item(), 5)  # gradient steps of 1/L = 1
+    1.0
+    """
+
+    def __init__(
+        self,
+        *,
+        mirror_map: nn.Module,
+        inverse_map: nn.Module | None = None,
+        objective: Objective,
+        n_iter: int = 10,
+        run_iter: int | None = None,
+        extra_step: float | None = None,
+        accelerated: bool = False,
+        r: float = 3.0,
+        step_range: Sequence[float] = (0.0, 4.0),
+        step_init: float = 1.0,
+        logit_scale: float = 100.0,
+        inverse: str = "network",
+        newton_steps: int = 3,
+        cg_steps: int = 10,
+        init: str = "fbp",
+        ndim: int = 2,
+    ) -> None:
+        super().__init__()
+        if not isinstance(mirror_map, nn.Module):
+            raise ValueError(f"mirror_map must be a torch.nn.Module, got {type(mirror_map)}")
+        if inverse not in INVERSES:
+            raise ValueError(f"unknown inverse {inverse!r}; choose one of {', '.join(INVERSES)}")
+        if inverse == "network" and not isinstance(inverse_map, nn.Module):
+            raise ValueError('inverse="network" needs inverse_map, a torch.nn.Module')
+        if inverse == "newton" and inverse_map is not None:
+            raise ValueError('inverse="newton" computes ∇ψ* itself: pass inverse_map=None')
+        if not callable(objective):
+            raise ValueError("objective must be callable: f(x, y, op) -> values")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+        self.mirror_map = mirror_map
+        self.inverse_map = inverse_map
+        self.objective = objective
+        self.n_iter = _check_int("n_iter", n_iter, minimum=1)
+        self.run_iter = (
+            self.n_iter if run_iter is None else _check_int("run_iter", run_iter, minimum=0)
+        )
+        self.accelerated = _check_bool("accelerated", accelerated)
+        self.r = _check_positive("r", r)
+        if self.r < 2:
+            raise ValueError(f"r must be >= 2, got {r}")
+        bounds = [float(b) for b in step_range]
+        if len(bounds) != 2 or not (0 <= bounds[0] < bounds[1] < math.inf):
+            raise ValueError(f"step_range must be two numbers 0 <= a < b, got {step_range!r}")
+        self.step_range = (bounds[0], bounds[1])
+        step_init = float(step_init)
+        if not bounds[0] < step_init < bounds[1]:
+            raise ValueError(f"step_init must lie inside step_range {bounds}, got {step_init}")
+        self.logit_scale = _check_positive("logit_scale", logit_scale)
+        self.extra_step = None if extra_step is None else _check_positive("extra_step", extra_step)
+        self.inverse = inverse
+        self.newton_steps = _check_int("newton_steps", newton_steps, minimum=1)
+        self.cg_steps = _check_int("cg_steps", cg_steps, minimum=1)
+        self.init = init
+        self.ndim = _check_ndim(ndim)
+        logit = _logit((step_init - bounds[0]) / (bounds[1] - bounds[0])) / self.logit_scale
+        self.step_logits = nn.Parameter(torch.full((self.n_iter,), logit))
+        if self.accelerated:
+            self.gamma_logits = nn.Parameter(torch.full((self.n_iter,), logit))
+        else:
+            self.register_parameter("gamma_logits", None)
+
+    # ------------------------------------------------------------------ steps
+    def _bounded(self, logits: torch.Tensor) -> torch.Tensor:
+        low, high = self.step_range
+        return low + (high - low) * torch.sigmoid(self.logit_scale * logits)
+
+    def steps(self) -> torch.Tensor:
+        """The learned steps :math:`t_k` in units of :math:`1/L`, ``(n_iter,)``, in
+        ``step_range``.
+
+        Example
+        -------
+        >>> from models.icnn import Quadratic
+        >>> lmd = LearnedMirrorDescent(mirror_map=Quadratic(), inverse_map=Quadratic(),
+        ...                            objective=SmoothedTV(lam=0.0), n_iter=3, step_init=2.0)
+        >>> lmd.steps().tolist()
+        [2.0, 2.0, 2.0]
+        """
+        return self._bounded(self.step_logits)
+
+    def gammas(self) -> torch.Tensor | None:
+        """The learned :math:`\\gamma_k` (units of :math:`1/L`) of the accelerated scheme."""
+        return None if self.gamma_logits is None else self._bounded(self.gamma_logits)
+
+    def _step(self, logits: torch.Tensor, k: int) -> torch.Tensor | float:
+        if k < self.n_iter:
+            return self._bounded(logits[k])
+        if self.extra_step is not None:
+            return self.extra_step
+        return self._bounded(logits[-1])
+
+    # ------------------------------------------------------------------ maps
+    def mirror_gradient(self, x: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
+        """:math:`\\nabla\\psi(x)` for ``x`` ``(N, 1, *domain)``."""
+        return input_gradient(self.mirror_map, x, create_graph=create_graph)
+
+    def inverse_gradient(
+        self,
+        z: torch.Tensor,
+        *,
+        start: torch.Tensor | None = None,
+        create_graph: bool = False,
+    ) -> torch.Tensor:
+        """:math:`\\nabla\\psi^*(z)`: :math:`\\nabla\\varphi(z)`, or Newton from ``start``."""
+        if self.inverse == "network":
+            return input_gradient(self.inverse_map, z, create_graph=create_graph)
+        return self._newton_inverse(z, z.detach() if start is None else start, create_graph)
+
+    def _newton_inverse(self, z: torch.Tensor, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        r"""Solve :math:`\nabla\psi(x) = z` by Newton–CG (minimises :math:`\psi(x) - \langle z,
+        x\rangle`, which is strongly convex), batched over the first dimension."""
+        tiny = torch.finfo(z.dtype).tiny
+        for _ in range(self.newton_steps):
+            with torch.enable_grad():
+                point = x if x.requires_grad else x.detach().requires_grad_(True)
+                grad = input_gradient(self.mirror_map, point, create_graph=True)
+                residual = grad - z
+                direction = torch.zeros_like(residual)
+                r_cg, p = residual, residual
+                rs = _batch_dot(r_cg, r_cg)
+                for _ in range(self.cg_steps):
+                    # H p as a vector-Jacobian product: p is a constant here, not a function
+                    # of the point (it is one, through the residual, when training)
+                    (hp,) = torch.autograd.grad(
+                        grad, point, grad_outputs=p, retain_graph=True, create_graph=create_graph
+                    )
+                    curvature = _batch_dot(p, hp)
+                    alpha = torch.where(curvature > tiny, rs / curvature.clamp_min(tiny), 0.0)
+                    direction = direction + alpha * p
+                    r_cg = r_cg - alpha * hp
+                    rs_new = _batch_dot(r_cg, r_cg)
+                    p = r_cg + torch.where(rs > tiny, rs_new / rs.clamp_min(tiny), 0.0) * p
+                    rs = rs_new
+                x = point - direction
+            if not create_graph:
+                x = x.detach()
+        return x
+
+    def round_trip(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`\\nabla\\psi^*(\\nabla\\psi(x))` for ``x`` ``(N, 1, *domain)`` (``x`` if
+        consistent)."""
+        create_graph = torch.is_grad_enabled()
+        z = self.mirror_gradient(x, create_graph=create_graph)
+        return self.inverse_gradient(z, start=x, create_graph=create_graph)
+
+    def consistency_error(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Relative round-trip error :math:`\|\nabla\psi^*(\nabla\psi(x)) - x\| / \|x\|` per
+        image of ``x`` ``(N, 1, *domain)``; returns ``(N,)`` (not differentiable).
+
+        Example
+        -------
+        >>> from models.icnn import Quadratic
+        >>> lmd = LearnedMirrorDescent(mirror_map=Quadratic(scale=2.0),
+        ...                            inverse_map=Quadratic(scale=0.5),
+        ...                            objective=SmoothedTV(lam=0.0))
+        >>> lmd.consistency_error(torch.randn(3, 1, 4, 4))
+        tensor([0., 0., 0.])
+        """
+        with torch.no_grad():
+            error = (self.round_trip(x) - x).flatten(1).norm(dim=1)
+        return error / x.flatten(1).norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+
+    # ------------------------------------------------------------------ iterations
+    def _initial(self, y: torch.Tensor, op: _LinearOperatorLike) -> torch.Tensor:
+        if self.init == "fbp":
+            return (fdk if self.ndim == 3 else fbp)(y, op, filter="hann")
+        if self.init == "adjoint":
+            norm = getattr(op, "norm", None)
+            if not callable(norm):
+                raise ValueError(f'init="adjoint" needs op.norm(); {type(op).__name__} has none')
+            return op.T(y) / float(norm()) ** 2
+        return y.new_zeros((y.shape[0], 1, *op.domain_shape))
+
+    def forward(
+        self,
+        y: torch.Tensor,
+        op: _LinearOperatorLike,
+        *,
+        n_iter: int | None = None,
+        trace: bool = False,
+    ) -> torch.Tensor | MirrorTrace:
+        """Map ``y`` ``(*batch, *op.range_shape)`` to ``(*batch, *op.domain_shape)``.
+
+        ``n_iter`` overrides ``run_iter`` for this call; ``trace=True`` returns a
+        :class:`MirrorTrace` (iterates, objective values, consistency) instead of ``x``.
+        """
+        batch_shape, y_flat = _flatten_measurements(y, op, self.ndim)
+        n = self.run_iter if n_iter is None else _check_n_iter(n_iter)
+        create_graph = torch.is_grad_enabled()
+        lipschitz = _lipschitz(self.objective, op) or 1.0
+        n_images = y_flat.shape[0]
+        x = self._initial(y_flat, op)
+
+        def evaluate(point):
+            value, grad = _value_and_gradient(
+                self.objective, point, y_flat, op, create_graph=create_graph
+            )
+            return value.reshape(n_images), grad
+
+        def value_only(point):
+            return self.objective(point, y_flat, op).reshape(n_images)
+
+        iterates, values, residuals = [x], [], []
+        if self.accelerated:
+            x_tilde = x
+            z = self.mirror_gradient(x, create_graph=create_graph)
+            for k in range(n):
+                mixing = self.r / (self.r + k)
+                mirrored = self.inverse_gradient(z, start=x_tilde, create_graph=create_graph)
+                if trace:
+                    values.append(value_only(x_tilde))
+                    back = mirrored if k == 0 else self.round_trip(x_tilde)
+                    residuals.append((back - x_tilde).abs().flatten(1).mean(1))
+                x_bar = mixing * mirrored + (1 - mixing) * x_tilde
+                _, grad = evaluate(x_bar)
+                t = self._step(self.step_logits, k) / lipschitz
+                gamma = self._step(self.gamma_logits, k) / lipschitz
+                z = z - ((k + 1) / self.r) * t * grad
+                x_tilde = x_bar - gamma * grad
+                iterates.append(x_tilde)
+            x = x_tilde
+        else:
+            for k in range(n):
+                value, grad = evaluate(x)
+                z = self.mirror_gradient(x, create_graph=create_graph)
+                if trace:
+                    values.append(value)
+                    if self.inverse == "network":
+                        back = self.inverse_gradient(z, create_graph=create_graph)
+                        residuals.append((back - x).abs().flatten(1).mean(1))
+                t = self._step(self.step_logits, k) / lipschitz
+                x = self.inverse_gradient(z - t * grad, start=x, create_graph=create_graph)
+                iterates.append(x)
+        out = x.reshape(*batch_shape, *op.domain_shape)
+        if not trace:
+            return out
+        values.append(value_only(x))
+        empty = y_flat.new_zeros((0, n_images))
+        if residuals:
+            consistency = torch.stack(residuals)
+        elif n > 0:
+            consistency = y_flat.new_zeros((n, n_images))
+        else:
+            consistency = empty
+        return MirrorTrace(out, torch.stack(iterates), torch.stack(values), consistency)
+
+    def extra_repr(self) -> str:
+        return (
+            f"objective={self.objective!r}, n_iter={self.n_iter}, run_iter={self.run_iter}, "
+            f"accelerated={self.accelerated}, step_range={self.step_range}, "
+            f"inverse={self.inverse!r}, init={self.init!r}, ndim={self.ndim}"
+        )
+
+
+# --------------------------------------------------------------------------- training
+def mirror_objective(op: Any, *, consistency_weight: float = 10.0) -> Callable[..., torch.Tensor]:
+    r"""The unsupervised training loss of :class:`LearnedMirrorDescent` for the shared Trainer.
+
+    On a batch ``(x, y)`` (``x`` is ignored: no ground truth is used) or ``(y,)``, with the
+    iterates :math:`x_0, …, x_n` of ``model(y, op)``:
+
+    .. math::
+
+        \mathcal L = \frac1{N}\sum_{i=1}^N \Big[\frac1n \sum_{k=1}^n
+            \frac{f(x_k^{(i)})}{f(x_0^{(i)})}
+            + w\,\frac1n\sum_{k=0}^{n-1}
+            \operatorname{mean}\big|\nabla\varphi(\nabla\psi(x_k^{(i)})) - x_k^{(i)}\big|\Big],
+
+    the objective along the iterates (normalised by its detached value at :math:`x_0`, so the
+    loss does not depend on the data's scale) plus the forward-backward consistency, weighted
+    by ``consistency_weight`` :math:`w`. It has the signature of
+    :func:`recon.training.supervised_objective`: select it by handing
+    ``objective=mirror_objective(op)`` to :class:`~recon.training.Trainer` (validation keeps
+    :func:`~recon.training.reconstruction_predict`), or in a ``recon-train`` config through
+    :func:`mirror_task` (``conf/experiment/ellipses_mirror.yaml``)::
+
+        objective:
+          _target_: recon.mirror.mirror_task
+          consistency_weight: 10.0
+
+    Parameters
+    ----------
+    op
+        The operator handed to the model.
+    consistency_weight : float
+        :math:`w \ge 0`.
+
+    Returns
+    -------
+    callable
+        ``objective(model, batch) -> scalar tensor``.
+
+    Example
+    -------
+    >>> from models.icnn import Quadratic
+    >>> from operators import IdentityOperator
+    >>> op = IdentityOperator((4, 4))
+    >>> gd = LearnedMirrorDescent(mirror_map=Quadratic(), inverse_map=Quadratic(),
+    ...                           objective=SmoothedTV(lam=0.0), n_iter=1, step_init=1.0,
+    ...                           init="zero")
+    >>> y = torch.ones(2, 1, 4, 4)
+    >>> round(mirror_objective(op)(gd, (torch.zeros_like(y), y)).item(), 6)  # f(x_1)/f(x_0)
+    0.0
+    """
+    weight = _check_positive("consistency_weight", consistency_weight, allow_zero=True)
+
+    def objective(model: nn.Module, batch: Any) -> torch.Tensor:
+        if isinstance(batch, torch.Tensor):
+            y = batch
+        elif isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
+            y = batch[-1]
+        else:
+            raise ValueError("mirror_objective needs batches (x, y) or (y,)")
+        trace = model(y, op, trace=True)
+        values = trace.objective
+        tiny = torch.finfo(values.dtype).tiny
+        relative = values[1:] / values[0].detach().abs().clamp_min(tiny)
+        loss = relative.mean()
+        if weight > 0 and trace.consistency.numel():
+            loss = loss + weight * trace.consistency.mean()
+        return loss
+
+    return objective
+
+
+def mirror_task(*, op: Any, consistency_weight: float = 10.0) -> tuple[Callable, Callable]:
+    """:func:`mirror_objective` and :func:`~recon.training.reconstruction_predict` for
+    ``recon-train``'s ``objective`` config node, which calls it with the operator.
+
+    Training is unsupervised (the loss never sees the ground truth); validation still reports
+    the PSNR of the reconstructions against it.
+
+    Example
+    -------
+    >>> from operators import IdentityOperator
+    >>> objective, predict = mirror_task(op=IdentityOperator((4, 4)), consistency_weight=1.0)
+    >>> callable(objective) and callable(predict)
+    True
+    """
+    return mirror_objective(op, consistency_weight=consistency_weight), reconstruction_predict(op)

@@ -164,11 +164,7 @@ def run_job(
         record.update(status="diverged", error=f"{type(error).__name__}: {error}")
         value = -math.inf
     except Exception as error:
-        record.update(
-            status="failed",
-            error=f"{type(error).__name__}: {error}",
-            traceback=traceback.format_exc(limit=-20),
-        )
+        record.update(status="failed", **_describe(error))
         if not _multirun():
             _finish(output_dir, record, start, writes)
             raise
@@ -184,6 +180,19 @@ def run_job(
     _finish(output_dir, record, start, writes)
     log.info("job %s: objective %s", record["status"], value)
     return value
+
+
+def _describe(error: BaseException) -> dict[str, str]:
+    """``error``: the root cause (e.g. the ValueError inside Hydra's InstantiationException),
+    ``context``: the exception raised, when it differs, and the ``traceback``."""
+    cause = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    described = {"error": f"{type(cause).__name__}: {cause}"}
+    if cause is not error:
+        described["context"] = f"{type(error).__name__}: {error}"
+    described["traceback"] = traceback.format_exc(limit=-20)
+    return described
 
 
 def _finish(output_dir: Path, record: dict[str, Any], start: float, writes: bool) -> None:

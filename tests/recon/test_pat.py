@@ -106,8 +106,10 @@ def test_fourier_inversion_is_linear_batched_and_works_with_every_line_model():
         torch.testing.assert_close(fi(y, op), out)
     nonneg = FourierLineInversion(nonneg=True)(y, LineSensor(grid, time=time))
     torch.testing.assert_close(nonneg, out.clamp_min(0))
-    # vessels lose much to the missing grazing cone, but the result is still an image of them
-    assert 0.1 < rel(out, x) < 0.9
+    # vessels lose much to the missing grazing cone (measured 0.79), but the result is still an
+    # image of them (cosine similarity 0.45-0.78)
+    assert 0.5 < rel(out, x) < 0.95
+    assert (torch.cosine_similarity(out.flatten(1), x.flatten(1)) > 0.4).all()
 
 
 # --------------------------------------------------------------------------- back-projection

@@ -247,10 +247,15 @@ def evaluate(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     test, truth, ys = _load_split(cfg, cfg.get("split") or "test", op, cfg.batch_size)
     recons: dict[str, torch.Tensor] = {}
     results: dict[str, dict] = {}
+    # Every method is built before any runs, so a missing checkpoint or a bad key fails at once,
+    # not after the others have spent minutes on the test set.
+    methods = {
+        name: _instantiate(node, **chosen.get(name, {})) for name, node in cfg.methods.items()
+    }
     with tqdm(total=len(cfg.methods) * len(test), desc="evaluate", unit="img") as bar:
         for name, node in cfg.methods.items():
             bar.set_postfix_str(name)
-            method = _instantiate(node, **chosen.get(name, {}))
+            method = methods[name]
             x, seconds, applications = run_method(
                 method, ys, ops[name], batch_size=cfg.batch_size, progress=bar
             )

@@ -93,8 +93,8 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     op = instantiate(cfg.operator)
     torch.manual_seed(int(cfg.seed))  # the model's initialisation follows the seed
     model = instantiate(cfg.model)
-    train_data = build_split(cfg.data, "train", op.geometry)
-    val_data = build_split(cfg.data, "validation", op.geometry)
+    train_data = build_split(cfg.data, "train", getattr(op, "geometry", None))
+    val_data = build_split(cfg.data, "validation", getattr(op, "geometry", None))
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     # trainer=ddp: join the torchrun/SLURM process group; every rank uses rank 0's output_dir
     trainer_cfg, output_dir = distributed.setup_training(trainer_cfg, output_dir)

@@ -782,9 +782,9 @@ class Trainer:
                     f"cannot resume from {path}: it fixes the data order with other settings "
                     f"({detail})"
                 )
-            differences = _describe_differences(old, self.config)
-            if differences:
-                logger.warning("resuming %s with a changed configuration%s", path, differences)
+            if any(old.get(k) != self.config.get(k) for k in old.keys() | self.config.keys()):
+                # e.g. " with a different configuration (max_steps: 100 -> 200)"
+                logger.warning("resuming %s%s", path, _describe_differences(old, self.config))
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.ckpt_dir.glob(".*.tmp"):  # left by a run killed while writing
             stale.unlink(missing_ok=True)

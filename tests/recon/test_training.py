@@ -243,6 +243,16 @@ def test_resume_in_process_matches_the_uninterrupted_run(tmp_path):
     assert [s for s, _ in scalars(tmp_path / "cut/tb", "train/loss")] == list(range(1, 21))
 
 
+def test_resume_warns_only_when_the_configuration_changed(tmp_path, caplog):
+    make_trainer(tmp_path, max_steps=4, ckpt_every=2).fit()
+    with caplog.at_level("WARNING"):
+        make_trainer(tmp_path, max_steps=4, ckpt_every=2).fit(resume=True)
+    assert "resuming" not in caplog.text  # the same configuration: nothing to report
+    with caplog.at_level("WARNING"):
+        make_trainer(tmp_path, max_steps=6, ckpt_every=2).fit(resume=True)
+    assert "with a different configuration (max_steps: 4 -> 6)" in caplog.text
+
+
 def test_resume_skips_unreadable_checkpoints(tmp_path, caplog):
     full = Recorder()
     make_trainer(tmp_path / "full", objective=full).fit()

@@ -188,7 +188,7 @@ def ellipses_image(
     # order, but a table of 70 small ellipses renders 10-20x faster. The box bounds come from one
     # host copy of the table.
     boxes = _ellipse_pixel_boxes(flat, height, width).tolist()
-    for n, (table, image_boxes) in enumerate(zip(flat, boxes)):
+    for n, (table, image_boxes) in enumerate(zip(flat, boxes, strict=True)):
         for k, (row0, row1, col0, col1) in enumerate(image_boxes):
             if row0 >= row1 or col0 >= col1:
                 continue

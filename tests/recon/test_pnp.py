@@ -619,7 +619,7 @@ def compose_cfg():
     GlobalHydra.instance().clear()
 
 
-@pytest.mark.parametrize("name", ["dncnn", "drunet", "gsdenoiser"])
+@pytest.mark.parametrize("name", ["dncnn", "drunet", "drunet_small", "gsdenoiser"])
 def test_denoiser_model_configs_instantiate_and_denoise(compose_cfg, name):
     model = instantiate(compose_cfg("config", f"model={name}").model)
     x = torch.rand(1, 1, 32, 32)
@@ -690,6 +690,9 @@ def test_pnp_protocol_end_to_end(compose_cfg, tmp_path):
         "experiment=ellipses_pnp_eval",
         *TINY_OP,
         "data.splits.test.size=2",
+        "data.splits.validation.size=1",
+        "search=true",  # the experiment's search grid, on the validation split
+        "search_grid.pnp_pgd.sigma=[0.01,0.2]",
         "batch_size=2",
         f"runs.denoiser={run}",
         "methods.tv.n_iter=3",
@@ -700,6 +703,8 @@ def test_pnp_protocol_end_to_end(compose_cfg, tmp_path):
     assert all(math.isfinite(r["psnr_mean"]) for r in results.values())
     # PGD from FBP (no operator call): one A at the start, then A and Aᵀ per iteration
     assert results["pnp_pgd"]["op_applications_per_image"] == 1 + 2 * 2
+    assert results["pnp_pgd"]["params"]["sigma"] in (0.01, 0.2)  # chosen by the search
+    assert (tmp_path / "eval" / "search_red.json").is_file()
     # HQS: 5 CG iterations (one A, one Aᵀ each) plus the start of CGLS (one A, one Aᵀ)
     assert results["pnp_hqs"]["op_applications_per_image"] == 2 * (2 * 5 + 2)
 

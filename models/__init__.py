@@ -27,7 +27,11 @@ from models.blocks import (
     make_activation,
     make_norm,
 )
+from models.denoising import conv_operator_norm, conv_spectral_norm, noise_level_map
+from models.dncnn import DnCNN
+from models.drunet import DRUNet
 from models.gan import GAN, Critic, Generator, gradient_penalty
+from models.gsdenoiser import GSDenoiser
 from models.icnn import ICNN, ICNN_ACTIVATIONS, NonNegativeConv, Quadratic, input_gradient
 from models.unet import UPSAMPLING, UNet
 
@@ -43,7 +47,10 @@ __all__ = [
     "ConvEncoder",
     "ConvNet",
     "Critic",
+    "DRUNet",
+    "DnCNN",
     "GAN",
+    "GSDenoiser",
     "Generator",
     "NonNegativeConv",
     "Quadratic",
@@ -52,10 +59,13 @@ __all__ = [
     "VAEOutput",
     "VariationalAutoencoder",
     "conv_layer",
+    "conv_operator_norm",
+    "conv_spectral_norm",
     "gaussian_elbo",
     "gradient_penalty",
     "input_gradient",
     "kl_standard_normal",
     "make_activation",
     "make_norm",
+    "noise_level_map",
 ]

@@ -144,6 +144,23 @@ def _operator_scale(op: _LinearOperatorLike, normalize: bool, device: torch.devi
     return 1.0 / value
 
 
+def _cnn_blocks(
+    n_iter: int, in_channels: int, out_channels: int, *, channels: int, ndim: int
+) -> nn.ModuleList:
+    """``n_iter`` separate 3-layer CNNs (3×3, PReLU, ``channels`` hidden): one per iteration."""
+    return nn.ModuleList(
+        ConvNet(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            hidden_channels=channels,
+            n_layers=3,
+            activation="prelu",
+            ndim=ndim,
+        )
+        for _ in range(n_iter)
+    )
+
+
 def _check_init(init: object) -> str:
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
@@ -263,17 +280,7 @@ class LearnedGradient(_Unrolled):
         self.normalize_operator = _check_bool("normalize_operator", normalize_operator)
         self.init = _check_init(init)
         self.ndim = _check_ndim(ndim)
-        self.blocks = nn.ModuleList(
-            ConvNet(
-                in_channels=3 + memory,
-                out_channels=1 + memory,
-                hidden_channels=channels,
-                n_layers=3,
-                activation="prelu",
-                ndim=ndim,
-            )
-            for _ in range(n_iter)
-        )
+        self.blocks = _cnn_blocks(n_iter, 3 + memory, 1 + memory, channels=channels, ndim=ndim)
         if _check_bool("zero_init", zero_init):
             self.zero_last()
 
@@ -385,28 +392,10 @@ class LearnedPrimalDual(_Unrolled):
         self.checkpointing = _check_bool("checkpointing", checkpointing)
         self.normalize_operator = _check_bool("normalize_operator", normalize_operator)
         self.ndim = _check_ndim(ndim)
-        self.primal_blocks = nn.ModuleList(
-            ConvNet(
-                in_channels=n_primal + 1,
-                out_channels=n_primal,
-                hidden_channels=channels,
-                n_layers=3,
-                activation="prelu",
-                ndim=ndim,
-            )
-            for _ in range(n_iter)
+        self.primal_blocks = _cnn_blocks(
+            n_iter, n_primal + 1, n_primal, channels=channels, ndim=ndim
         )
-        self.dual_blocks = nn.ModuleList(
-            ConvNet(
-                in_channels=n_dual + 2,
-                out_channels=n_dual,
-                hidden_channels=channels,
-                n_layers=3,
-                activation="prelu",
-                ndim=ndim,
-            )
-            for _ in range(n_iter)
-        )
+        self.dual_blocks = _cnn_blocks(n_iter, n_dual + 2, n_dual, channels=channels, ndim=ndim)
         if _check_bool("zero_init", zero_init):
             self.zero_last()
 

@@ -42,6 +42,7 @@ __all__ = [
     "HDF5Dataset",
     "ImageFolderDataset",
     "LoDoPaBDataset",
+    "MemoryCachedDataset",
     "SyntheticDataset",
     "cache_to_hdf5",
     "sample_generator",
@@ -227,6 +228,41 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         source = "simulator" if self.simulator is not None else "phantom+operator"
         return f"{type(self).__name__}(size={self.size}, seed={self.seed}, {source})"
+
+
+class MemoryCachedDataset(torch.utils.data.Dataset):
+    """Keeps every sample of ``dataset`` in memory after its first access.
+
+    For synthetic sets whose samples are costly to simulate (a PAT time-stepper solve per
+    sample) and that training visits many times. Each process holds its own cache (use it with
+    ``num_workers=0``); samples are returned as stored, so do not modify them in place.
+
+    Example
+    -------
+    >>> calls = []
+    >>> class Slow(torch.utils.data.Dataset):
+    ...     def __len__(self):
+    ...         return 3
+    ...     def __getitem__(self, i):
+    ...         calls.append(i)
+    ...         return torch.tensor([float(i)])
+    >>> data = MemoryCachedDataset(Slow())
+    >>> [float(data[i]) for i in (0, 1, 0, 0)], calls
+    ([0.0, 1.0, 0.0, 0.0], [0, 1])
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
+        self.dataset = dataset
+        self._cache: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        index = _check_index(index, len(self))
+        if index not in self._cache:
+            self._cache[index] = self.dataset[index]
+        return self._cache[index]
 
 
 # --------------------------------------------------------------------------- HDF5 cache

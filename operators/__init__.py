@@ -29,6 +29,14 @@ from operators.ct import (
     RayTransform,
     available_backends,
 )
+from operators.learned import (
+    ADJOINTS,
+    LearnedAdjoint,
+    LearnedOperator,
+    adjoint_loss,
+    forward_loss,
+    relative_error,
+)
 from operators.pat import (
     KSpaceSmoothing,
     KSpaceWave,
@@ -40,17 +48,27 @@ from operators.pat import (
     SensorPoints,
     TimeGrid,
 )
+from operators.resample import (
+    DetectorBinning,
+    SupersampledRayTransform,
+    Upsample,
+    supersampled_geometry,
+)
 
 __all__ = [
+    "ADJOINTS",
     "BACKENDS",
     "AdjointOperator",
     "ComposedOperator",
+    "DetectorBinning",
     "ConeBeam3D",
     "CountingOperator",
     "FanBeam2D",
     "IdentityOperator",
     "KSpaceSmoothing",
     "KSpaceWave",
+    "LearnedAdjoint",
+    "LearnedOperator",
     "LineSensor",
     "LineSensorRegridding",
     "LinearOperator",
@@ -64,6 +82,12 @@ __all__ = [
     "SensorMask",
     "SensorPoints",
     "SumOperator",
+    "SupersampledRayTransform",
     "TimeGrid",
+    "Upsample",
+    "adjoint_loss",
     "available_backends",
+    "forward_loss",
+    "relative_error",
+    "supersampled_geometry",
 ]

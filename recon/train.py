@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from data_tools.datasets import MemoryCachedDataset
 from recon import distributed
 from recon.data import build_split
 from recon.provenance import write_provenance
@@ -94,6 +95,8 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     torch.manual_seed(int(cfg.seed))  # the model's initialisation follows the seed
     model = instantiate(cfg.model)
     train_data = build_split(cfg.data, "train", getattr(op, "geometry", None))
+    if cfg.data.get("memory_cache", False):  # costly simulations (PAT): simulate each sample once
+        train_data = MemoryCachedDataset(train_data)
     val_data = build_split(cfg.data, "validation", getattr(op, "geometry", None))
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     # trainer=ddp: join the torchrun/SLURM process group; every rank uses rank 0's output_dir

@@ -52,6 +52,7 @@ Example
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -96,6 +97,15 @@ _MAX_VAL_IMAGES = 64
 
 
 # --------------------------------------------------------------------------- objectives
+def _accepts_step(objective: Callable) -> bool:
+    """Whether ``objective`` takes a ``step`` argument (by keyword)."""
+    try:
+        parameters = inspect.signature(objective).parameters
+    except (TypeError, ValueError):
+        return False
+    return "step" in parameters
+
+
 def supervised_objective(op: Any) -> Objective:
     """The supervised loss of a reconstructor: ``MSE(model(y, op), x)`` on a batch ``(x, y)``.
 
@@ -226,7 +236,10 @@ class Trainer:
     val_data : torch.utils.data.Dataset or None
         Validation set, or ``None`` for no validation (then no ``best.pt`` is written).
     objective : callable
-        ``objective(model, batch) -> scalar tensor``, the loss to minimise. ``batch`` is a tuple of
+        ``objective(model, batch) -> scalar tensor``, the loss to minimise; an objective with a
+        ``step`` parameter is called as ``objective(model, batch, step=step)`` (schedules that
+        change over training, e.g. the recursive scheme of :mod:`recon.correction`, and stay
+        reproducible on resume). ``batch`` is a tuple of
         tensors on ``device``. Under torch.distributed, ``model`` is the DDP wrapper: call it, not
         its submodules, so that gradients are synchronised.
     predict : callable or None
@@ -398,6 +411,7 @@ class Trainer:
         else:
             self.val_indices = []
         self.objective, self.predict = objective, predict
+        self._objective_takes_step = _accepts_step(objective)
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
 
@@ -587,7 +601,10 @@ class Trainer:
         batch = _to_device(batch, self.device)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            loss = self.objective(self.model, batch)
+            if self._objective_takes_step:
+                loss = self.objective(self.model, batch, step=step)
+            else:
+                loss = self.objective(self.model, batch)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError(
                 "objective must return a scalar tensor, got "

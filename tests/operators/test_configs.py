@@ -1,4 +1,7 @@
-"""Every config in conf/operator/ instantiates to a working RayTransform."""
+"""Every config in conf/operator/ instantiates to a working operator.
+
+CT configs give a RayTransform or a SupersampledRayTransform (the accurate model of a pair).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from operators import RayTransform
+from operators.resample import SupersampledRayTransform
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "operator"
 CONFIGS = sorted(p for p in CONF.glob("*.yaml") if not p.stem.startswith("pat_"))
@@ -24,7 +28,7 @@ def test_there_are_operator_configs():
 def test_operator_config_instantiates(path):
     cfg = OmegaConf.load(path)
     op = instantiate(cfg)
-    assert isinstance(op, RayTransform)
+    assert isinstance(op, (RayTransform, SupersampledRayTransform))
     assert op.domain_shape == op.geometry.domain_shape
     if op.geometry.ndim == 2:
         # apply through ASTRA: building the large matrices is the benchmark's job, not this test's

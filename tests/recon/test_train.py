@@ -34,11 +34,12 @@ TRAIN_EXPERIMENTS = sorted(
     if not p.stem.endswith(("_classical", "_eval"))
     and "runs" not in OmegaConf.load(p)  # needs earlier runs: tested with tiny ones (test_pnp.py)
 )
-# Plain networks of models/ (denoisers, ...) are not reconstructors; tests/models covers them.
+# Plain networks of models/ (denoisers, ...) and learned operators are not reconstructors;
+# tests/models and tests/operators/test_learned.py cover them.
 RECONSTRUCTOR_MODELS = sorted(
     p.stem
     for p in (CONF_DIR / "model").glob("*.yaml")
-    if not OmegaConf.load(p)._target_.startswith("models.")
+    if not OmegaConf.load(p)._target_.startswith(("models.", "operators."))
 )
 
 

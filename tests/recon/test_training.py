@@ -156,6 +156,19 @@ def test_supervised_objective_and_predict_pass_op_and_compute_mse():
         supervised_objective(None)(Double(), (x,))
 
 
+def test_an_objective_with_a_step_parameter_gets_the_step_also_after_resume(tmp_path):
+    steps = []
+
+    def objective(model, batch, step):
+        steps.append(step)
+        return supervised_objective(None)(model, batch)
+
+    make_trainer(tmp_path, objective=objective, max_steps=10).fit()
+    assert steps == list(range(1, 11))
+    make_trainer(tmp_path, objective=objective, max_steps=15).fit(resume=True)
+    assert steps[10:] == list(range(11, 16))
+
+
 # --------------------------------------------------------------------------- learning, seeds
 def test_loss_decreases_on_a_learnable_problem(tmp_path):
     recorder = Recorder()

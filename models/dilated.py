@@ -1,0 +1,122 @@
+r"""A small residual CNN with dilated convolutions: a wide receptive field at a low cost.
+
+The correction networks of a learned operator :math:`A_q = F_q \circ \tilde A \circ H_f` run
+inside every iteration of a reconstruction, so they must cost far less than the accurate model
+they replace (a 64² PAT time stepper is ~0.2 GFLOP per image). Stacking 3×3 convolutions with
+dilations ``(1, 3, 9)`` covers 29 pixels with three hidden layers of 8 channels (about 1,300
+multiply-adds per pixel); a U-Net of the same reach costs 3–6× more. PReLU activations let the
+network represent the (near-)linear maps a model correction mostly is.
+
+.. math:: N(x) = x + W_{\text{out}} * \sigma(W_L *_{d_L} \cdots \sigma(W_1 *_{d_1} x))
+
+Example
+-------
+>>> import torch
+>>> net = DilatedCNN(channels=8, dilations=(1, 3, 9))
+>>> net(torch.zeros(2, 1, 16, 32)).shape
+torch.Size([2, 1, 16, 32])
+>>> net.zero_last()
+>>> x = torch.randn(1, 1, 8, 8)
+>>> torch.equal(net(x), x)          # residual with a zero last layer: the identity
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from models.blocks import _check_ndim, _check_positive_int, make_activation
+
+__all__ = ["DilatedCNN"]
+
+_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+
+
+class DilatedCNN(nn.Module):
+    """Residual CNN of dilated 3×3 convolutions.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels in and out; the residual connection needs them equal.
+    channels : int
+        Hidden channels.
+    dilations : sequence of int
+        One hidden layer per entry, with that dilation (receptive field ``1 + 2·Σ d + 2``).
+    activation : str
+        Hidden activation (see :func:`models.blocks.make_activation`), ``prelu`` by default.
+    residual : bool
+        Return ``x + net(x)``.
+    ndim : {2, 3}
+        Spatial dimensions.
+
+    Attributes
+    ----------
+    out_conv : torch.nn.Module
+        The final (undilated) convolution; :meth:`zero_last` zeroes it.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        channels: int = 8,
+        dilations: Sequence[int] = (1, 3, 9),
+        activation: str = "prelu",
+        residual: bool = True,
+        ndim: int = 2,
+    ) -> None:
+        super().__init__()
+        self.ndim = _check_ndim(ndim)
+        in_channels = _check_positive_int("in_channels", in_channels)
+        out_channels = _check_positive_int("out_channels", out_channels)
+        channels = _check_positive_int("channels", channels)
+        dilations = tuple(dilations)
+        if not dilations:
+            raise ValueError("dilations must name at least one hidden layer")
+        for d in dilations:
+            _check_positive_int("dilation", d)
+        if not isinstance(residual, bool):
+            raise ValueError(f"residual must be True or False, got {residual!r}")
+        if residual and in_channels != out_channels:
+            raise ValueError(
+                f"a residual network needs in_channels == out_channels, got {in_channels} "
+                f"and {out_channels}"
+            )
+        conv = _CONV[self.ndim]
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for d in dilations:
+            layers += [
+                conv(previous, channels, 3, padding=d, dilation=d),
+                make_activation(activation, channels),
+            ]
+            previous = channels
+        self.hidden = nn.Sequential(*layers)
+        self.out_conv = conv(previous, out_channels, 3, padding=1)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.channels, self.dilations, self.residual = channels, dilations, residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply to ``x`` of shape ``(B, in_channels, *spatial)``."""
+        if x.ndim != self.ndim + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"DilatedCNN expects input of shape (B, {self.in_channels}, "
+                f"{'H, W' if self.ndim == 2 else 'D, H, W'}), got {tuple(x.shape)}"
+            )
+        out = self.out_conv(self.hidden(x))
+        return x + out if self.residual else out
+
+    def zero_last(self) -> None:
+        """Zero the final convolution (a residual network then starts as the identity)."""
+        with torch.no_grad():
+            self.out_conv.weight.zero_()
+            if self.out_conv.bias is not None:
+                self.out_conv.bias.zero_()
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, dilations={self.dilations}, residual={self.residual}"

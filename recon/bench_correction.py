@@ -1,0 +1,189 @@
+r"""Benchmark of a learned operator correction :math:`A_q = F_q \tilde A H_f` on held-out phantoms.
+
+``python -m recon.bench_correction --run outputs/pat_correction`` reads a ``recon-train``
+correction run (``experiment=pat_model_correction`` or ``ct_model_correction``): its config
+names the approximate model :math:`\tilde A` (``operator``), the accurate model :math:`A`
+(``objective.accurate``, which also simulated the data) and the data. On the run's *test*
+split (never seen in training or validation) it reports
+
+1. **model errors**, per image then averaged: :math:`\|A_q x - Ax\|/\|Ax\|` against
+   :math:`\|\tilde A x - Ax\|/\|Ax\|`, and **adjoint errors**
+   :math:`\|A_q^*(r) - A^T r\|/\|A^T r\|` against :math:`\|\tilde A^T r - A^T r\|/\|A^T r\|`
+   with :math:`r = A_q x - y`, plus the ratios;
+2. **TV reconstruction** (:func:`recon.correction.tv_descent`: the same λ, iterations, start
+   and step :math:`1/L`, :math:`L` from :math:`\|A\|`) with :math:`A`, :math:`\tilde A` and
+   :math:`A_q`, in the same run: PSNR/SSIM against the phantoms and seconds per image;
+3. optionally (``--unrolled NAME=RUN_DIR`` repeated) trained unrolled reconstructors evaluated on
+   the same test data, each with the operator of its own run (e.g. the learned gradient scheme
+   trained with :math:`\tilde A` and the same network trained with the frozen :math:`A_q`).
+
+It prints markdown tables and writes JSON (``--out``).
+
+Example
+-------
+>>> main(["--run", "outputs/pat_correction", "--tv-iter", "200"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from data_tools.metrics import psnr, ssim
+from recon.correction import load_correction, operator_errors, tv_descent
+from recon.data import build_split
+from recon.train import load_run
+
+__all__ = ["main"]
+
+
+def _run_config(run_dir: Path):
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no .hydra/config.yaml: not a recon-train run")
+    return OmegaConf.load(path)
+
+
+def _test_data(cfg, n_test: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    data = build_split(cfg.data, "test")
+    n = len(data) if n_test is None else min(n_test, len(data))
+    xs, ys = zip(*(data[i] for i in range(n)), strict=True)
+    return torch.stack(xs)[:, 0], torch.stack(ys)[:, 0]
+
+
+def _quality(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    e, t = estimate.unsqueeze(1).float(), truth.unsqueeze(1).float()
+    p = psnr(e, t).flatten(1).mean(1)
+    s = ssim(e, t).flatten(1).mean(1)
+    return {"psnr": float(p.mean()), "psnr_std": float(p.std()), "ssim": float(s.mean())}
+
+
+def _timed(fn, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, float]:
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark; returns the results dict (also printed and written with ``--out``)."""
+    parser = argparse.ArgumentParser(prog="python -m recon.bench_correction")
+    parser.add_argument("--run", required=True, help="the recon-train correction run directory")
+    parser.add_argument("--checkpoint", default="best.pt")
+    parser.add_argument("--n-test", type=int, default=None, help="first N test images (all)")
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--tv-lam", type=float, default=None, help="default: objective.lam")
+    parser.add_argument("--tv-eps", type=float, default=0.01)
+    parser.add_argument("--tv-iter", type=int, default=200)
+    parser.add_argument("--no-tv", action="store_true", help="errors only")
+    parser.add_argument("--unrolled", action="append", default=[], metavar="NAME=RUN_DIR")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default=None, help="JSON results")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_dir = Path(args.run).expanduser()
+    cfg = _run_config(run_dir)
+    if cfg.get("objective") is None or cfg.objective.get("accurate") is None:
+        raise ValueError(f"{run_dir} is not a correction run (no objective.accurate in its config)")
+    approx = instantiate(cfg.operator)
+    accurate = instantiate(cfg.objective.accurate)
+    model = load_correction(run_dir, args.checkpoint)
+    x, y = _test_data(cfg, args.n_test)
+    print(f"{run_dir}: {len(x)} test images {tuple(x.shape[1:])}, data {tuple(y.shape[1:])}")
+
+    errors: dict[str, list[torch.Tensor]] = {}
+    for sl in _chunks(len(x), args.batch_size):
+        for key, value in operator_errors(model, approx, accurate, x[sl], y[sl]).items():
+            errors.setdefault(key, []).append(value)
+    err = {key: float(torch.cat(value).mean()) for key, value in errors.items()}
+    results: dict[str, Any] = {
+        "run": str(run_dir),
+        "n_test": len(x),
+        "errors": err,
+        "forward_ratio": err["forward_approx"] / err["forward_model"],
+        "adjoint_ratio": err["adjoint_approx"] / err["adjoint_model"],
+    }
+    print("\n| model | forward error | adjoint error |\n|---|---:|---:|")
+    print(f"| approximate Ã | {err['forward_approx']:.4f} | {err['adjoint_approx']:.4f} |")
+    print(f"| learned A_q | {err['forward_model']:.4f} | {err['adjoint_model']:.4f} |")
+    print(f"| ratio Ã / A_q | {results['forward_ratio']:.2f}× | {results['adjoint_ratio']:.2f}× |")
+
+    if not args.no_tv:
+        lam = float(args.tv_lam if args.tv_lam is not None else cfg.objective.lam)
+        ndim = x.ndim - 1
+        lipschitz = float(accurate.norm()) ** 2 + 4 * ndim * lam / args.tv_eps
+        tv: dict[str, dict] = {}
+        operators = (("accurate A", accurate), ("approximate Ã", approx), ("learned A_q", model))
+        for name, op in operators:
+            parts, seconds = [], 0.0
+            for sl in _chunks(len(x), args.batch_size):
+                with torch.enable_grad():  # a linearised adjoint differentiates the nets
+                    start = time.perf_counter()
+                    parts.append(
+                        tv_descent(
+                            y[sl], op, lam=lam, eps=args.tv_eps, n_iter=args.tv_iter,
+                            lipschitz=lipschitz,
+                        ).detach()
+                    )  # fmt: skip
+                    seconds += time.perf_counter() - start
+            tv[name] = {**_quality(torch.cat(parts), x), "seconds_per_image": seconds / len(x)}
+        results["tv"] = {"lam": lam, "eps": args.tv_eps, "n_iter": args.tv_iter, "methods": tv}
+        reference = tv["accurate A"]["seconds_per_image"]
+        print(f"\nTV (λ {lam:g}, ε {args.tv_eps:g}, {args.tv_iter} iterations, x ≥ 0, step 1/L_A)")
+        print("| operator | PSNR | SSIM | s/image | × faster than A |\n|---|---:|---:|---:|---:|")
+        for name, row in tv.items():
+            print(
+                f"| {name} | {row['psnr']:.2f} ± {row['psnr_std']:.2f} | {row['ssim']:.3f} | "
+                f"{row['seconds_per_image']:.3f} | {reference / row['seconds_per_image']:.1f} |"
+            )
+
+    if args.unrolled:
+        unrolled = {}
+        for item in args.unrolled:
+            name, sep, path = item.partition("=")
+            if not sep:
+                raise ValueError(f"--unrolled takes NAME=RUN_DIR, got {item!r}")
+            other = Path(path).expanduser()
+            recon = load_run(other)
+            op = instantiate(_run_config(other).operator)
+            parts, seconds = [], 0.0
+            for sl in _chunks(len(x), args.batch_size):
+                out, dt = _timed(recon, y[sl].unsqueeze(1), op)
+                parts.append(out[:, 0])
+                seconds += dt
+            unrolled[name] = {
+                **_quality(torch.cat(parts), x),
+                "seconds_per_image": seconds / len(x),
+                "run": str(other),
+            }
+        results["unrolled"] = unrolled
+        print("\n| unrolled | PSNR | SSIM | s/image |\n|---|---:|---:|---:|")
+        for name, row in unrolled.items():
+            print(
+                f"| {name} | {row['psnr']:.2f} ± {row['psnr_std']:.2f} | {row['ssim']:.3f} | "
+                f"{row['seconds_per_image']:.3f} |"
+            )
+
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+        print(f"\nwrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""DilatedCNN: shapes, receptive field, identity start, linear maps, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.dilated import DilatedCNN
+
+
+def test_shapes_and_identity_start():
+    net = DilatedCNN(channels=4, dilations=(1, 2))
+    x = torch.randn(3, 1, 12, 20)
+    assert net(x).shape == x.shape
+    net.zero_last()
+    assert torch.equal(net(x), x)
+    assert DilatedCNN(out_channels=2, residual=False, ndim=3)(torch.zeros(1, 1, 4, 4, 4)).shape == (
+        1, 2, 4, 4, 4,
+    )  # fmt: skip
+
+
+def test_receptive_field_is_one_plus_twice_the_dilations_plus_the_last_layer():
+    torch.manual_seed(0)
+    net = DilatedCNN(channels=4, dilations=(1, 3, 9), residual=False)
+    x = torch.zeros(1, 1, 61, 61, requires_grad=True)
+    net(x)[0, 0, 30, 30].backward()
+    rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten()
+    assert int(rows.max() - rows.min()) + 1 == 1 + 2 * (1 + 3 + 9) + 2  # 29 pixels
+
+
+def test_learns_a_signed_linear_map():
+    """PReLU lets the residual net represent x -> 1.5 x on signed inputs (a model correction)."""
+    torch.manual_seed(0)
+    net = DilatedCNN(channels=4, dilations=(1,))
+    net.zero_last()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(300):
+        x = torch.randn(8, 1, 8, 8)
+        loss = (net(x) - 1.5 * x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x = torch.randn(8, 1, 8, 8)
+    assert (net(x) - 1.5 * x).norm() / (1.5 * x).norm() < 0.05
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="at least one"):
+        DilatedCNN(dilations=())
+    with pytest.raises(ValueError, match="in_channels == out_channels"):
+        DilatedCNN(out_channels=2)
+    with pytest.raises(ValueError, match="expects input of shape"):
+        DilatedCNN()(torch.zeros(1, 2, 8, 8))

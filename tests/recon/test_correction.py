@@ -1,0 +1,279 @@
+"""Tests of recon.correction: TV descent with linear and learned operators, the correction
+objective (forward/adjoint losses, recursive schedule), its trainer integration and the error
+report."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.unet import UNet
+from operators import LinearOperator, MatrixOperator, Parallel2D, RayTransform
+from operators.learned import LearnedOperator
+from recon.classical import tv_pdhg
+from recon.correction import (
+    CorrectionObjective,
+    TVDescent,
+    correction_task,
+    data_gradient,
+    operator_errors,
+    tv_descent,
+)
+from recon.mirror import SmoothedTV
+from recon.training import Trainer
+
+
+class _ResidualConv(torch.nn.Module):
+    """x + conv3x3(x): a linear correction network, exact for the toy mismatches below."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular").double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)
+
+
+def _small_net() -> UNet:
+    torch.manual_seed(0)
+    return UNet(channels=4, depth=1, residual=True, norm=None).double()
+
+
+@pytest.fixture(scope="module")
+def ct():
+    return RayTransform(Parallel2D((16, 16), n_angles=12), backend="matrix")
+
+
+def test_tv_descent_solves_least_squares_without_tv():
+    torch.manual_seed(0)
+    matrix = torch.randn(12, 6, dtype=torch.float64)
+    op = MatrixOperator(matrix)
+    truth = torch.randn(3, 6, dtype=torch.float64)
+    y = op(truth)
+    x = tv_descent(y, op, lam=0.0, n_iter=3000, nonneg=False)
+    assert torch.allclose(x, truth, atol=1e-6)
+
+
+def test_tv_descent_decreases_the_objective_and_matches_pdhg(ct):
+    torch.manual_seed(1)
+    truth = torch.zeros(2, 16, 16, dtype=torch.float64)
+    truth[:, 4:12, 5:11] = 1.0
+    y = ct(truth) + 0.05 * torch.randn(2, *ct.range_shape, dtype=torch.float64)
+    objective = SmoothedTV(lam=0.05, eps=1e-3)
+    values = []
+    x = tv_descent(
+        y, ct, lam=0.05, eps=1e-3, n_iter=400, nonneg=False,
+        callback=lambda k, xk: values.append(objective(xk, y, ct).sum().item()),
+    )  # fmt: skip
+    assert values[-1] < values[0]
+    assert values[-1] <= min(values) + 1e-6 * abs(min(values))
+    reference = tv_pdhg(y, ct, lam=0.05, n_iter=2000)
+    assert torch.linalg.vector_norm(x - reference) / torch.linalg.vector_norm(reference) < 0.05
+
+
+def test_tv_descent_nonneg_and_errors(ct):
+    y = ct(torch.rand(1, 16, 16, dtype=torch.float64))
+    x = TVDescent(lam=0.01, n_iter=20)(y, ct)
+    assert x.shape == (1, 16, 16) and x.min() >= 0
+    with pytest.raises(ValueError, match="range_shape"):
+        tv_descent(torch.zeros(1, 3, 3), ct, lam=0.1)
+    with pytest.raises(ValueError, match="NaN"):
+        tv_descent(torch.full_like(y, float("nan")), ct, lam=0.1)
+    with pytest.raises(ValueError, match="lam"):
+        TVDescent(lam=-1.0)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        tv_descent(1e300 * y, ct, lam=0.0, n_iter=50, lipschitz=1e-3, nonneg=False)
+
+
+def test_data_gradient_of_a_learned_operator_is_its_autograd_gradient(ct):
+    model = LearnedOperator(ct, image_net=_small_net(), data_net=_small_net())
+    x = torch.rand(2, 16, 16, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, *ct.range_shape, dtype=torch.float64)
+    (0.5 * (model(x) - y).pow(2).sum()).backward()
+    assert torch.allclose(data_gradient(model, x.detach(), y), x.grad, atol=1e-10)
+
+
+def test_recursive_schedule_grows_and_is_reproducible(ct):
+    objective = CorrectionObjective(accurate=ct, recursive_iter=4, grow_every=10, seed=3)
+    assert [objective.iterations_at(s) for s in range(10)] == [0] * 10
+    draws = [objective.iterations_at(s) for s in range(10, 200)]
+    assert max(draws[:10]) <= 1 and max(draws) == 4 and min(draws) == 0
+    again = CorrectionObjective(accurate=ct, recursive_iter=4, grow_every=10, seed=3)
+    assert draws == [again.iterations_at(s) for s in range(10, 200)]
+    with pytest.raises(ValueError, match="both 0"):
+        CorrectionObjective(accurate=ct, forward_weight=0, adjoint_weight=0)
+    with pytest.raises(ValueError, match="linear operator"):
+        CorrectionObjective(accurate=object())
+
+
+class _DetectorBlur(LinearOperator):
+    """Circular [1/4, 1/2, 1/4] blur along the detector axis: symmetric, so self-adjoint."""
+
+    native_autograd = True
+
+    def _matvec(self, y):
+        return 0.25 * y.roll(1, dims=-1) + 0.5 * y + 0.25 * y.roll(-1, dims=-1)
+
+    _rmatvec = _matvec
+
+
+def _mismatched_pair(ct, *, blur: bool = True):
+    """(Ã, A) with A = 1.5 · blur ∘ Ã (or 1.5 · Ã), a structured mismatch a data-space net can
+    learn (Ã underestimates the amplitude, as the PAT regridding model does)."""
+    if not blur:
+        return ct, 1.5 * ct
+    kernel = _DetectorBlur(ct.range_shape, ct.range_shape, dtypes=(torch.float64,))
+    return ct, 1.5 * (kernel @ ct)
+
+
+def test_correction_objective_losses_and_predict(ct):
+    approx, accurate = _mismatched_pair(ct)
+    model = LearnedOperator(approx, data_net=_small_net(), zero_init=True)
+    objective, predict = correction_task(op=approx, accurate=accurate, adjoint_weight=0.0)
+    x = torch.rand(4, 1, 16, 16, dtype=torch.float64)
+    y = accurate(x)
+    # the untrained (zero-initialised) correction is Ã: the loss is Ã's relative error squared
+    expected = operator_errors(model, approx, accurate, x[:, 0], y[:, 0])["forward_approx"]
+    assert objective(model, (x, y), step=1).item() == pytest.approx(
+        expected.pow(2).mean().item(), rel=1e-10
+    )
+    estimate, truth = predict(model, (x, y))
+    assert estimate.shape == truth.shape == (4, 1, *ct.range_shape)
+    assert torch.allclose(truth[:, 0], accurate(x[:, 0]))
+
+
+@pytest.mark.parametrize("mode", ["learned", "linearised"])
+def test_training_the_correction_reduces_model_and_adjoint_errors(ct, mode, tmp_path):
+    """Through the shared trainer, a data-space net (and a learned adjoint net) learn
+    A = 1.5·blur·Ã; the model and adjoint errors of A_q fall well below those of Ã on held-out
+    images. The nets are linear residual convolutions, which can represent the mismatch."""
+    approx, accurate = _mismatched_pair(ct)
+    torch.manual_seed(0)
+    nets = {"data_net": _ResidualConv()}
+    if mode == "learned":
+        nets["adjoint_data_net"] = _ResidualConv()
+    model = LearnedOperator(approx, adjoint=mode, zero_init=True, **nets)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(80, 1, 16, 16, generator=gen, dtype=torch.float64)
+    y = accurate(x) + 0.01 * torch.randn(80, 1, *ct.range_shape, generator=gen, dtype=torch.float64)
+    train = torch.utils.data.TensorDataset(x[:64], y[:64])
+    objective, predict = correction_task(op=approx, accurate=accurate)
+    trainer = Trainer(
+        model, train_data=train, val_data=None, objective=objective, predict=None,
+        out_dir=tmp_path, max_steps=150, batch_size=8, progress=False,
+        optimizer=lambda params: torch.optim.Adam(params, lr=1e-2),
+    )  # fmt: skip
+    trainer.fit()
+    errors = operator_errors(model, approx, accurate, x[64:, 0], y[64:, 0])
+    assert errors["forward_approx"].mean() > 0.3
+    assert errors["forward_model"].mean() < errors["forward_approx"].mean() / 3
+    assert errors["adjoint_model"].mean() < errors["adjoint_approx"].mean() / 3
+
+
+def test_recursive_inputs_are_tv_iterates_of_the_current_model(ct):
+    approx, accurate = _mismatched_pair(ct)
+    model = LearnedOperator(approx, data_net=_small_net(), zero_init=True)
+    objective = CorrectionObjective(
+        accurate=accurate, recursive_iter=3, grow_every=1, lam=0.01, seed=0
+    )
+    x = torch.rand(2, 16, 16, dtype=torch.float64)
+    y = accurate(x)
+    step = next(s for s in range(3, 100) if objective.iterations_at(s) == 2)
+    u = objective.inputs(model, x, y, step)
+    expected = tv_descent(y, model, lam=0.01, n_iter=2, lipschitz=objective._lipschitz())
+    assert torch.allclose(u, expected) and not u.requires_grad
+    assert objective.inputs(model, x, y, 0) is x
+
+
+# --------------------------------------------------------------------------- configs end to end
+SMALL_PAT = [
+    "operator.grid.shape=[16,16]",
+    "operator.time.n_t=32",
+    "data.simulation.operator.grid.shape=[16,16]",
+    "data.simulation.operator.time.n_t=32",
+    "data.simulation.operator.pml_size=8",
+    "data.splits.train.size=8",
+    "data.splits.validation.size=2",
+    "data.splits.test.size=3",
+    "trainer.max_steps=3",
+    "trainer.batch_size=2",
+    "trainer.warmup_steps=0",
+    "trainer.val_every=3",
+    "trainer.ckpt_every=3",
+    "trainer.progress=false",
+]
+
+
+@pytest.fixture
+def compose_cfg():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from recon.train import CONF_DIR
+
+    def _compose(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def _train_run(cfg, run_dir):
+    from omegaconf import OmegaConf
+
+    from recon.train import train
+
+    result = train(cfg, output_dir=run_dir)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # as recon-train's hydra.main does
+    return result
+
+
+def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(compose_cfg, tmp_path):
+    """recon-train experiment=pat_model_correction (tiny), then bench_correction on its test
+    split, then experiment=pat_unrolled_corrected with the frozen A_q as its operator."""
+    from recon.bench_correction import main as bench
+    from recon.correction import load_correction
+
+    cfg = compose_cfg(
+        "experiment=pat_model_correction", *SMALL_PAT,
+        "objective.recursive_iter=2", "objective.grow_every=1",
+    )  # fmt: skip
+    _train_run(cfg, tmp_path / "correction")
+    model = load_correction(tmp_path / "correction")
+    assert isinstance(model, LearnedOperator) and model.adjoint_mode == "learned"
+    assert not any(p.requires_grad for p in model.parameters())
+
+    unrolled = compose_cfg(
+        "experiment=pat_unrolled_corrected", f"correction_run={tmp_path / 'correction'}",
+        *[o for o in SMALL_PAT if not o.startswith("operator.")], "model.n_iter=2",
+        "model.channels=4",
+    )  # fmt: skip
+    _train_run(unrolled, tmp_path / "lg")
+
+    out = tmp_path / "bench.json"
+    results = bench([
+        "--run", str(tmp_path / "correction"), "--tv-iter", "3", "--out", str(out),
+        "--unrolled", f"corrected={tmp_path / 'lg'}",
+    ])  # fmt: skip
+    assert out.is_file() and results["n_test"] == 3
+    errors = results["errors"]
+    assert 0 < errors["forward_approx"] < 2 and 0 < errors["forward_model"] < 2
+    assert set(results["tv"]["methods"]) == {"accurate A", "approximate Ã", "learned A_q"}
+    assert all(r["seconds_per_image"] > 0 for r in results["tv"]["methods"].values())
+    assert results["unrolled"]["corrected"]["psnr"] > 0
+    with pytest.raises(FileNotFoundError, match="not a recon-train run"):
+        bench(["--run", str(tmp_path)])
+
+
+def test_ct_correction_experiment_composes_with_the_accurate_model_as_simulator(compose_cfg):
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg("experiment=ct_model_correction")
+    assert cfg.objective.accurate._target_ == "operators.SupersampledRayTransform"
+    assert cfg.data.simulation.operator == cfg.objective.accurate
+    assert cfg.operator._target_ == "operators.RayTransform"
+    model = instantiate(cfg.model)
+    assert model.domain_shape == (64, 64) and model.adjoint_mode == "learned"

@@ -51,3 +51,17 @@ def test_errors():
         DilatedCNN(out_channels=2)
     with pytest.raises(ValueError, match="expects input of shape"):
         DilatedCNN()(torch.zeros(1, 2, 8, 8))
+
+
+def test_normalize_makes_the_net_scale_equivariant():
+    torch.manual_seed(0)
+    net = DilatedCNN(channels=4, dilations=(1, 2), normalize=True).double()
+    x = torch.randn(3, 1, 10, 12, dtype=torch.float64)
+    for alpha in (1e-3, 2.5, 40.0):
+        assert torch.allclose(net(alpha * x), alpha * net(x), rtol=1e-10, atol=1e-12)
+    at_zero = net(torch.zeros_like(x))  # s is clamped at 1e-12: finite, and 0 up to 1e-12·net(0)
+    assert torch.isfinite(at_zero).all() and at_zero.abs().max() < 1e-10
+    plain = DilatedCNN(channels=4, dilations=(1, 2)).double()
+    assert not torch.allclose(plain(40.0 * x), 40.0 * plain(x))
+    with pytest.raises(ValueError, match="normalize"):
+        DilatedCNN(normalize=1)

@@ -12,3 +12,21 @@ def _matrix_cache(tmp_path_factory):
     mp.setenv("TOMOLEARN_CACHE_DIR", str(tmp_path_factory.mktemp("tomolearn-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture
+def compose_cfg():
+    """``compose_cfg(*overrides)``: the training config ``conf/config.yaml`` composed with
+    ``overrides``, with Hydra's global state cleared before and after."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from recon.train import CONF_DIR
+
+    def _compose(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+
+    yield _compose
+    GlobalHydra.instance().clear()

@@ -204,22 +204,6 @@ SMALL_PAT = [
 ]
 
 
-@pytest.fixture
-def compose_cfg():
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from recon.train import CONF_DIR
-
-    def _compose(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
-
-    yield _compose
-    GlobalHydra.instance().clear()
-
-
 def _train_run(cfg, run_dir):
     from omegaconf import OmegaConf
 

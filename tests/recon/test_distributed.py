@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from recon.distributed import (
@@ -25,7 +23,7 @@ from recon.distributed import (
     init_distributed,
     setup_training,
 )
-from recon.train import CONF_DIR, train
+from recon.train import train
 
 TINY = [
     "experiment=quickstart",
@@ -58,17 +56,6 @@ def _one_thread():
 def no_cluster(monkeypatch):
     for name in _VARIABLES:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def compose_cfg():
-    def _compose(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
-
-    yield _compose
-    GlobalHydra.instance().clear()
 
 
 # --------------------------------------------------------------------------- environment

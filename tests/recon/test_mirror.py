@@ -10,8 +10,6 @@ import math
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -413,17 +411,6 @@ def test_errors(ray, problem):
 
 
 # --------------------------------------------------------------------------- configs, bench
-
-
-@pytest.fixture
-def compose_cfg():
-    def _compose(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
-
-    yield _compose
-    GlobalHydra.instance().clear()
 
 
 @pytest.mark.parametrize(

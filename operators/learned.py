@@ -266,6 +266,20 @@ class LearnedOperator(nn.Module):
             )
         return tuple(x.shape[: x.ndim - n])
 
+    def _check_pair(
+        self, point: torch.Tensor, point_name: str, other: torch.Tensor, space: str, name: str
+    ) -> Shape:
+        """Validate a point of the domain and a tensor of ``space`` with the same batch."""
+        batch = self._check(point, self.domain_shape, "domain", point_name)
+        shape = self.domain_shape if space == "domain" else self.range_shape
+        if self._check(other, shape, space, name) != batch:
+            raise ValueError(
+                f"LearnedOperator: {name} must have the shape of {point_name}'s batch: {name} of "
+                f"shape {tuple(other.shape)} does not match the point {point_name} of shape "
+                f"{tuple(point.shape)}; expected {name} of shape {(*batch, *shape)}"
+            )
+        return batch
+
     def _net(self, name: str, t: torch.Tensor) -> torch.Tensor:
         """Apply network ``name`` to a flat batch ``(N, *space)`` through one channel."""
         net = getattr(self, name)
@@ -318,12 +332,7 @@ class LearnedOperator(nn.Module):
         torch.Tensor
             Shape ``(*batch, *range_shape)``.
         """
-        batch = self._check(x, self.domain_shape, "domain", "x")
-        if self._check(v, self.domain_shape, "domain", "v") != batch:
-            raise ValueError(
-                f"LearnedOperator.jvp: v must have the shape of x {tuple(x.shape)}, "
-                f"got {tuple(v.shape)}"
-            )
+        self._check_pair(x, "x", v, "domain", "v")
         with torch.enable_grad():
             point = self._point(x)
             out = self(point)
@@ -357,12 +366,7 @@ class LearnedOperator(nn.Module):
         torch.Tensor
             Shape ``(*batch, *domain_shape)``.
         """
-        batch = self._check(at, self.domain_shape, "domain", "at")
-        if self._check(r, self.range_shape, "range", "r") != batch:
-            raise ValueError(
-                f"LearnedOperator: r of shape {tuple(r.shape)} does not match the point at of "
-                f"shape {tuple(at.shape)}: expected r of shape {(*batch, *self.range_shape)}"
-            )
+        self._check_pair(at, "at", r, "range", "r")
         with torch.enable_grad():
             point = self._point(at)
             (g,) = torch.autograd.grad(
@@ -447,12 +451,7 @@ class LearnedOperator(nn.Module):
         create_graph : bool
             Linearised mode: keep the result differentiable (to train through it).
         """
-        batch = self._check(x, self.domain_shape, "domain", "x")
-        if self._check(y, self.range_shape, "range", "y") != batch:
-            raise ValueError(
-                f"LearnedOperator.gradient: y of shape {tuple(y.shape)} does not match x of "
-                f"shape {tuple(x.shape)}: expected y of shape {(*batch, *self.range_shape)}"
-            )
+        self._check_pair(x, "x", y, "range", "y")
         if self.adjoint_mode == "learned":
             return self.learned_adjoint(self(x) - y)
         with torch.enable_grad():

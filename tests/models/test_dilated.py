@@ -65,3 +65,30 @@ def test_normalize_makes_the_net_scale_equivariant():
     assert not torch.allclose(plain(40.0 * x), 40.0 * plain(x))
     with pytest.raises(ValueError, match="normalize"):
         DilatedCNN(normalize=1)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_channels_last_layout_changes_speed_not_numbers(ndim):
+    torch.manual_seed(0)
+    plain = DilatedCNN(channels=4, dilations=(1, 2), normalize=True, ndim=ndim, channels_last=False)
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    fast = DilatedCNN(channels=4, dilations=(1, 2), normalize=True, ndim=ndim)
+    fast.load_state_dict(plain.state_dict())  # checkpoints move between the two layouts
+    layout = torch.channels_last if ndim == 2 else torch.channels_last_3d
+    assert fast.hidden[0].weight.is_contiguous(memory_format=layout)
+    x = torch.randn(2, 1, *([9, 11, 7][:ndim]))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = plain(xa), fast(xb)
+    assert yb.is_contiguous()
+
+    def close(a, b):  # float32 rounding, relative to the largest entry
+        return float((a - b).abs().max()) <= 1e-5 * float(a.abs().max())
+
+    assert close(ya, yb)
+    ya.square().sum().backward()
+    yb.square().sum().backward()
+    assert close(xa.grad, xb.grad)
+    assert close(plain.hidden[0].weight.grad, fast.hidden[0].weight.grad)
+    with pytest.raises(ValueError, match="channels_last"):
+        DilatedCNN(channels_last="yes")

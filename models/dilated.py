@@ -59,6 +59,11 @@ class DilatedCNN(nn.Module):
         scale ~20 stalled (measured on CT).
     ndim : {2, 3}
         Spatial dimensions.
+    coordinates : bool
+        Give the first layer ``ndim`` extra input channels holding each pixel's coordinates in
+        ``[-1, 1]`` ("CoordConv"), so the network can apply position-dependent corrections that a
+        translation-invariant CNN cannot: a model mismatch in PAT data grows with time (the best
+        gain per time sample goes from 0.99 to 1.5 between an accurate and a regridding model).
     channels_last : bool
         Keep the weights and the hidden activations in the channels-last memory layout, which
         oneDNN runs 1.4–1.8× faster for these dilated convolutions on CPU (forward and backward,
@@ -82,6 +87,7 @@ class DilatedCNN(nn.Module):
         residual: bool = True,
         normalize: bool = False,
         ndim: int = 2,
+        coordinates: bool = False,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
@@ -101,9 +107,12 @@ class DilatedCNN(nn.Module):
                 f"a residual network needs in_channels == out_channels, got {in_channels} "
                 f"and {out_channels}"
             )
+        if not isinstance(coordinates, bool):
+            raise ValueError(f"coordinates must be True or False, got {coordinates!r}")
+        self.coordinates = coordinates
         conv = _CONV[self.ndim]
         layers: list[nn.Module] = []
-        previous = in_channels
+        previous = in_channels + (self.ndim if coordinates else 0)
         for d in dilations:
             layers += [
                 conv(previous, channels, 3, padding=d, dilation=d),
@@ -139,6 +148,10 @@ class DilatedCNN(nn.Module):
         return x + out if self.residual else out
 
     def _layers(self, h: torch.Tensor) -> torch.Tensor:
+        if self.coordinates:
+            axes = [torch.linspace(-1, 1, n, dtype=h.dtype, device=h.device) for n in h.shape[2:]]
+            grid = torch.stack(torch.meshgrid(*axes, indexing="ij"))
+            h = torch.cat([h, grid.expand(h.shape[0], *grid.shape)], dim=1)
         if self.memory_format is None:
             return self.out_conv(self.hidden(h))
         h = h.contiguous(memory_format=self.memory_format)
@@ -154,5 +167,5 @@ class DilatedCNN(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, dilations={self.dilations}, residual={self.residual}, "
-            f"normalize={self.normalize}"
+            f"normalize={self.normalize}, coordinates={self.coordinates}"
         )

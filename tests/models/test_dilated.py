@@ -92,3 +92,28 @@ def test_channels_last_layout_changes_speed_not_numbers(ndim):
     assert close(plain.hidden[0].weight.grad, fast.hidden[0].weight.grad)
     with pytest.raises(ValueError, match="channels_last"):
         DilatedCNN(channels_last="yes")
+
+
+def test_coordinates_let_the_net_learn_a_position_dependent_gain():
+    # y = g(t)·x with g rising along the last axis: not translation invariant, so a plain CNN
+    # can only guess the position from the zero padding; coordinate channels make it easy.
+    torch.manual_seed(0)
+    gain = torch.linspace(0.5, 2.0, 32)
+    errors = {}
+    for coordinates in (False, True):
+        torch.manual_seed(1)
+        net = DilatedCNN(channels=8, dilations=(1, 2), coordinates=coordinates, residual=False)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(300):
+            x = torch.randn(8, 1, 8, 32)
+            loss = (net(x) - gain * x).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        x = torch.randn(16, 1, 8, 32)
+        with torch.no_grad():
+            errors[coordinates] = float((net(x) - gain * x).norm() / (gain * x).norm())
+    assert errors[True] < 0.1 and errors[True] < 0.5 * errors[False]
+    assert DilatedCNN(ndim=3, coordinates=True)(torch.zeros(1, 1, 4, 5, 6)).shape == (1, 1, 4, 5, 6)
+    with pytest.raises(ValueError, match="coordinates"):
+        DilatedCNN(coordinates=1)

@@ -249,6 +249,12 @@ class CorrectionObjective:
         (0: always the ground truth).
     grow_every : int
         The number of allowed iterations grows by one every ``grow_every`` steps.
+    truth_fraction : float, optional
+        Probability that a recursive step trains at the ground truth (``k = 0``); the other
+        steps draw ``k`` uniformly from ``1 … allowed``. By default ``k`` is uniform on
+        ``0 … allowed``, so with 20 iterations allowed only 1 step in 21 sees a phantom, and the
+        model error on phantoms suffers (measured on PAT: 0.31 against 0.23 for a forward fit
+        on phantoms alone).
     lam, eps : float
         TV weight and smoothing of the reconstruction that produces the iterates.
     lipschitz : float, optional
@@ -265,6 +271,7 @@ class CorrectionObjective:
         adjoint_weight: float = 1.0,
         recursive_iter: int = 0,
         grow_every: int = 100,
+        truth_fraction: float | None = None,
         lam: float = 0.0,
         eps: float = 0.01,
         lipschitz: float | None = None,
@@ -281,6 +288,11 @@ class CorrectionObjective:
             raise ValueError("forward_weight and adjoint_weight are both 0: nothing to train")
         self.recursive_iter = _check_count("recursive_iter", recursive_iter)
         self.grow_every = _check_count("grow_every", grow_every, minimum=1)
+        if truth_fraction is not None:
+            truth_fraction = _check_positive("truth_fraction", truth_fraction, allow_zero=True)
+            if truth_fraction > 1:
+                raise ValueError(f"truth_fraction must lie in [0, 1], got {truth_fraction}")
+        self.truth_fraction = truth_fraction
         self.lam = _check_positive("lam", lam, allow_zero=True)
         self.eps = _check_positive("eps", eps)
         self.lipschitz = lipschitz
@@ -299,7 +311,11 @@ class CorrectionObjective:
         if allowed == 0:
             return 0
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        return int(torch.randint(0, allowed + 1, (1,), generator=gen))
+        if self.truth_fraction is None:
+            return int(torch.randint(0, allowed + 1, (1,), generator=gen))
+        if float(torch.rand((), generator=gen)) < self.truth_fraction:
+            return 0
+        return int(torch.randint(1, allowed + 1, (1,), generator=gen))
 
     def inputs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
         """The images the losses are evaluated at: ``x``, or the ``k``-th TV iterate."""
@@ -342,6 +358,7 @@ def correction_task(
     adjoint_weight: float = 1.0,
     recursive_iter: int = 0,
     grow_every: int = 100,
+    truth_fraction: float | None = None,
     lam: float = 0.0,
     eps: float = 0.01,
     seed: int = 0,
@@ -367,6 +384,7 @@ def correction_task(
         adjoint_weight=adjoint_weight,
         recursive_iter=recursive_iter,
         grow_every=grow_every,
+        truth_fraction=truth_fraction,
         lam=lam,
         eps=eps,
         seed=seed,

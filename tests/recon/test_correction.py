@@ -106,6 +106,22 @@ def test_recursive_schedule_grows_and_is_reproducible(ct):
         CorrectionObjective(accurate=object())
 
 
+def test_truth_fraction_sets_how_often_the_ground_truth_is_drawn(ct):
+    mixed = CorrectionObjective(accurate=ct, recursive_iter=5, grow_every=1, truth_fraction=0.5)
+    draws = torch.tensor([mixed.iterations_at(s) for s in range(10, 2010)])
+    assert abs(float((draws == 0).float().mean()) - 0.5) < 0.04  # binomial sd ≈ 0.011
+    recursive = draws[draws > 0]
+    assert set(recursive.tolist()) == {1, 2, 3, 4, 5}
+    uniform = CorrectionObjective(accurate=ct, recursive_iter=5, grow_every=1)
+    share = sum(uniform.iterations_at(s) == 0 for s in range(10, 2010)) / 2000
+    assert abs(share - 1 / 6) < 0.04
+    never = CorrectionObjective(accurate=ct, recursive_iter=5, grow_every=1, truth_fraction=0)
+    assert all(never.iterations_at(s) > 0 for s in range(1, 200))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="truth_fraction"):
+            CorrectionObjective(accurate=ct, recursive_iter=5, truth_fraction=bad)
+
+
 class _DetectorBlur(LinearOperator):
     """Circular [1/4, 1/2, 1/4] blur along the detector axis: symmetric, so self-adjoint."""
 

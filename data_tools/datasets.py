@@ -44,6 +44,7 @@ __all__ = [
     "LoDoPaBDataset",
     "MemoryCachedDataset",
     "SyntheticDataset",
+    "SyntheticImages",
     "cache_to_hdf5",
     "sample_generator",
 ]
@@ -228,6 +229,52 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         source = "simulator" if self.simulator is not None else "phantom+operator"
         return f"{type(self).__name__}(size={self.size}, seed={self.seed}, {source})"
+
+
+class SyntheticImages(torch.utils.data.Dataset):
+    """Seeded on-the-fly images alone, ``(x,)``: a :class:`SyntheticDataset` without measurements.
+
+    For training that needs only clean images (denoisers, generative models), where simulating
+    the data would be wasted work. Sample ``i`` calls ``render(sample_generator(seed, i))``; with
+    the ``render`` of :func:`recon.data.build_split` (``images_only``) it is the same image as
+    sample ``i`` of the full dataset of that split, since the phantom is drawn before the noise.
+
+    Parameters
+    ----------
+    render
+        ``render(generator) -> Tensor (H, W)``.
+    size
+        Number of samples (at least 1).
+    seed
+        Non-negative base seed.
+
+    Example
+    -------
+    >>> images = SyntheticImages(lambda g: torch.rand(8, 8, generator=g), size=3, seed=1)
+    >>> len(images), images[2][0].shape, torch.equal(images[2][0], images[2][0])
+    (3, torch.Size([1, 8, 8]), True)
+    """
+
+    def __init__(
+        self, render: Callable[[torch.Generator], torch.Tensor], *, size: int, seed: int = 0
+    ) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be an int >= 1, got {size!r}")
+        self.render = render
+        self.size = size
+        self.seed = _non_negative_int(seed, "seed")
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor]:
+        i = _check_index(index, self.size)
+        with torch.no_grad():
+            x = self.render(sample_generator(self.seed, i))
+        return (_with_channel(x),)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, seed={self.seed})"
 
 
 class MemoryCachedDataset(torch.utils.data.Dataset):

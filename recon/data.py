@@ -26,6 +26,10 @@ model); phantoms are drawn on its ``domain_shape`` and no geometry is needed::
       test: {phantom: vessels, size: 20, seed: 2002}
 
 Sample ``i`` of a split is the same everywhere (see ``SyntheticDataset``).
+
+With ``images_only: true`` the splits hold the clean images alone, ``(x,)``, without simulating
+any data: for training denoisers and generative models, which never look at ``y``. Image ``i``
+is the same as in the full split (the phantom is drawn before the noise).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from collections.abc import Callable
 import torch
 from omegaconf import DictConfig
 
-from data_tools.datasets import SyntheticDataset
+from data_tools.datasets import SyntheticDataset, SyntheticImages
 from data_tools.phantoms import (
     balls,
     random_ellipse_params,
@@ -43,7 +47,7 @@ from data_tools.phantoms import (
     shepp_logan,
     vessels,
 )
-from data_tools.simulate import simulate
+from data_tools.simulate import downsample, fine_geometry, simulate
 
 
 def _ellipses(generator: torch.Generator) -> Callable:
@@ -160,6 +164,9 @@ def build_split(data: DictConfig, split: str, geometry=None) -> SyntheticDataset
     noise = instantiate(data.noise) if data.get("noise") is not None else None
     size, seed = int(spec.size), int(spec.seed)
     simulation = data.get("simulation")
+    images_only = data.get("images_only", False)
+    if not isinstance(images_only, bool):
+        raise ValueError(f"data.images_only must be true or false, got {images_only!r}")
     if simulation is not None:
         if data.get("factor") is not None:
             raise ValueError(
@@ -174,6 +181,11 @@ def build_split(data: DictConfig, split: str, geometry=None) -> SyntheticDataset
             )
         operator = instantiate(simulation.operator)
         phantom = make_phantom(spec.phantom)
+        if images_only:
+            shape = tuple(operator.domain_shape)
+            return SyntheticImages(
+                lambda generator: phantom(shape, generator=generator), size=size, seed=seed
+            )
         return SyntheticDataset(
             phantom=phantom, operator=operator, noise=noise, size=size, seed=seed
         )
@@ -182,5 +194,11 @@ def build_split(data: DictConfig, split: str, geometry=None) -> SyntheticDataset
             "this data config simulates CT on a finer grid (factor) and needs the "
             "reconstruction geometry: build_split(data, split, op.geometry)"
         )
-    simulator = make_simulator(spec.phantom, geometry, factor=int(data.factor), noise=noise)
+    factor = int(data.factor)
+    if images_only:  # the simulator's ground truth: the fine-grid rendering, downsampled
+        draw, fine_shape = _phantom(spec.phantom), fine_geometry(geometry, factor).image_shape
+        return SyntheticImages(
+            lambda generator: downsample(draw(generator)(fine_shape), factor), size=size, seed=seed
+        )
+    simulator = make_simulator(spec.phantom, geometry, factor=factor, noise=noise)
     return SyntheticDataset(simulator=simulator, size=size, seed=seed)

@@ -693,6 +693,7 @@ def test_pnp_protocol_end_to_end(compose_cfg, tmp_path):
         "data.splits.validation.size=1",
         "search=true",  # the experiment's search grid, on the validation split
         "search_grid.pnp_pgd.sigma=[0.01,0.2]",
+        "search_grid.pnp_hqs.n_iter=[2]",  # the experiment's grid tries 8 and 24 iterations
         "batch_size=2",
         f"runs.denoiser={run}",
         "methods.tv.n_iter=3",

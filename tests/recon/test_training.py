@@ -711,6 +711,7 @@ try:
     result = trainer.fit()
     state = {"model": trainer.module.state_dict(), "losses": losses, "result": result}
     torch.save(state, out / f"rank{rank}.pt")
+    dist.barrier()  # leave together: a rank tearing gloo down mid-exchange can abort the other
 finally:
     dist.destroy_process_group()
 """

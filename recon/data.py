@@ -120,8 +120,9 @@ def make_phantom(phantom: str) -> Callable:
     return render
 
 
-def build_split(data: DictConfig, split: str, geometry=None) -> SyntheticDataset:
-    """The ``split`` of a ``data`` config as a :class:`SyntheticDataset`.
+def build_split(data: DictConfig, split: str, geometry=None) -> SyntheticDataset | SyntheticImages:
+    """The ``split`` of a ``data`` config as a :class:`SyntheticDataset` (with ``images_only``,
+    a :class:`~data_tools.datasets.SyntheticImages` of the same images).
 
     CT configs (with ``factor``) simulate for the reconstruction ``geometry``, which is then
     required. Configs with ``simulation.operator`` instantiate that operator, draw the phantoms

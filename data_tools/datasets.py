@@ -112,6 +112,12 @@ def _non_negative_int(value: Any, name: str) -> int:
     return value
 
 
+def _check_size(size: Any) -> None:
+    """Refuse anything but an int ``size >= 1`` (the number of samples of a dataset)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be an int >= 1, got {size!r}")
+
+
 def _check_index(index: Any, length: int) -> int:
     """``index`` as an int in ``[0, length)``; negative indices count from the end."""
     try:
@@ -195,8 +201,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
                 f"phantom={'set' if phantom is not None else None}, "
                 f"operator={'set' if operator is not None else None}"
             )
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be an int >= 1, got {size!r}")
+        _check_size(size)
         self.phantom = phantom
         self.operator = operator
         self.noise = noise
@@ -258,8 +263,7 @@ class SyntheticImages(torch.utils.data.Dataset):
     def __init__(
         self, render: Callable[[torch.Generator], torch.Tensor], *, size: int, seed: int = 0
     ) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be an int >= 1, got {size!r}")
+        _check_size(size)
         self.render = render
         self.size = size
         self.seed = _non_negative_int(seed, "seed")

@@ -41,6 +41,7 @@ from omegaconf import DictConfig
 
 from data_tools.datasets import SyntheticDataset, SyntheticImages
 from data_tools.phantoms import (
+    FEW_ELLIPSES,
     balls,
     random_ellipse_params,
     render_random_ellipses,
@@ -50,9 +51,15 @@ from data_tools.phantoms import (
 from data_tools.simulate import downsample, fine_geometry, simulate
 
 
-def _ellipses(generator: torch.Generator) -> Callable:
-    params = random_ellipse_params(1, generator=generator)
-    return lambda shape: render_random_ellipses(params, shape)[0]
+def _ellipse_family(**counts) -> Callable[[torch.Generator], Callable]:
+    """A random-ellipse family: draws one table (``counts``: ``mean_ellipses``, ``max_ellipses``)
+    and returns its renderer, so the fine simulation grid and the coarse truth match."""
+
+    def draw(generator: torch.Generator) -> Callable:
+        params = random_ellipse_params(1, generator=generator, **counts)
+        return lambda shape: render_random_ellipses(params, shape)[0]
+
+    return draw
 
 
 def _shepp_logan(generator: torch.Generator) -> Callable:
@@ -70,8 +77,11 @@ def _balls(generator: torch.Generator) -> Callable:
 #: Phantom family name → function(generator) returning a renderer ``shape -> image``.
 #: ``vessels`` and ``balls`` (photoacoustics) are drawn in pixels of the grid they are rendered
 #: on, with the sensor side (row 0) kept at zero; the ellipses live on [-1, 1]².
+#: ``few_ellipses`` is dival's ellipse distribution with Poisson(4) ellipses per image, at most 8
+#: (:data:`data_tools.phantoms.FEW_ELLIPSES`), instead of about 40.
 PHANTOMS: dict[str, Callable[[torch.Generator], Callable]] = {
-    "random_ellipses": _ellipses,
+    "random_ellipses": _ellipse_family(),
+    "few_ellipses": _ellipse_family(**FEW_ELLIPSES),
     "shepp_logan": _shepp_logan,
     "vessels": _vessels,
     "balls": _balls,

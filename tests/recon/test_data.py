@@ -57,3 +57,22 @@ def test_images_only_split_of_a_named_operator_matches_its_full_split():
 def test_images_only_must_be_a_boolean():
     with pytest.raises(ValueError, match="images_only must be true or false"):
         build_split(_ct_config(images_only="yes"), "train", Parallel2D((8, 8), n_angles=2))
+
+
+def test_few_ellipses_family_draws_a_handful_of_ellipses_per_image():
+    from data_tools.phantoms import FEW_ELLIPSES, random_ellipse_params
+    from recon.data import PHANTOMS, make_phantom
+
+    counts = (random_ellipse_params(2000, generator=torch.Generator().manual_seed(0),
+                                    **FEW_ELLIPSES)[..., 0] != 0).sum(1).double()  # fmt: skip
+    assert counts.min() >= 1 and counts.max() <= 8
+    assert 3.7 < float(counts.mean()) < 4.3  # Poisson(4), clipped to [1, 8]
+    assert {"random_ellipses", "few_ellipses"} <= set(PHANTOMS)
+    # the same table rendered at two resolutions: the fine grid downsamples to the coarse truth
+    data = _ct_config()
+    data.splits.train.phantom = "few_ellipses"
+    geometry = Parallel2D((24, 24), n_angles=6)
+    x, y = build_split(data, "train", geometry)[0]
+    assert x.shape == (1, 24, 24) and y.shape[-2] == 6 and float(x.max()) > 0.5
+    image = make_phantom("few_ellipses")((24, 24), generator=torch.Generator().manual_seed(1))
+    assert image.shape == (24, 24) and float(image.std()) > 0

@@ -385,6 +385,37 @@ def test_benchmark_quick_mode_runs_and_reports(tmp_path):
     assert set(summary["tuned"]["ae/soft"]["params"]) == {"lam", "mu"}
 
 
+def test_benchmark_ood_twins_are_the_test_split_plus_a_disc():
+    from operators import Parallel2D
+    from recon.bench_generative import QUICK, _data_config, ood_test_pairs
+    from recon.data import build_split
+
+    geometry = Parallel2D((QUICK.image_size,) * 2, n_angles=QUICK.n_angles)
+    for name in ("few_ellipses_5pct", "ellipses_5pct"):
+        cfg = _data_config(QUICK, name)
+        test = ood_test_pairs(geometry, cfg, QUICK)
+        split = build_split(cfg, "test", geometry)
+        for i in range(QUICK.test_images):
+            x, y = split[i]
+            torch.testing.assert_close(test["x_id"][i], x, rtol=0, atol=0)
+            torch.testing.assert_close(test["y_id"][i], y, rtol=0, atol=0)
+        added = test["x_ood"] - test["x_id"]
+        torch.testing.assert_close(added, test["disc"], rtol=0, atol=1e-6)
+        assert float(test["disc"].amax()) > 0.3
+
+
+def test_benchmark_refuses_a_work_dir_trained_on_other_data(tmp_path):
+    from recon.bench_generative import main
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "data.txt").write_text("ellipses_5pct\n")
+    with pytest.raises(SystemExit, match="trained on --data ellipses_5pct"):
+        main(["--quick", "--models", "ae", "--work-dir", str(tmp_path / "runs")])
+    (tmp_path / "old" / "ae").mkdir(parents=True)  # an unmarked earlier run
+    with pytest.raises(SystemExit, match="unknown data"):
+        main(["--quick", "--models", "ae", "--work-dir", str(tmp_path / "old")])
+
+
 def test_benchmark_feature_metrics():
     import recon.bench_generative as bench
 

@@ -343,11 +343,18 @@ def _zero_margin(images: torch.Tensor, margin: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-#: Counts of the "few ellipses" family: dival's distribution with Poisson(4) ellipses per image,
-#: at most 8 (``random_ellipses(shape, **FEW_ELLIPSES)``). Its images are a handful of overlapping
-#: shapes, a family a small generative model can represent (issue 10's in-distribution protocol);
-#: dival's 40 ellipses per image are out of reach of a 128-dimensional autoencoder (19 dB).
-FEW_ELLIPSES: dict[str, float | int] = {"mean_ellipses": 4.0, "max_ellipses": 8}
+#: The "few ellipses" family: dival's distribution with Poisson(4) ellipses per image, at most 8,
+#: values in U(0.1, 1) and semi-axes at least 0.05, so that no image is empty
+#: (``random_ellipses(shape, **FEW_ELLIPSES)``).
+#: Its images are a handful of overlapping shapes, a family a small generative model can
+#: represent (issue 10's in-distribution protocol); dival's 40 ellipses per image are out of reach
+#: of a 128-dimensional autoencoder (19 dB).
+FEW_ELLIPSES: dict = {
+    "mean_ellipses": 4.0,
+    "max_ellipses": 8,
+    "min_axis": 0.05,
+    "value_range": (0.1, 1.0),
+}
 
 
 def random_ellipse_params(
@@ -356,6 +363,8 @@ def random_ellipse_params(
     generator: torch.Generator | None = None,
     mean_ellipses: float = 40.0,
     max_ellipses: int = 70,
+    min_axis: float = 0.0,
+    value_range: tuple[float, float] = (-0.4, 1.0),
 ) -> torch.Tensor:
     r"""Draw ellipse tables from dival's "ellipses" distribution.
 
@@ -388,6 +397,15 @@ def random_ellipse_params(
         Mean of the Poisson number of ellipses per image (dival: 40).
     max_ellipses : int, optional
         Cap on the number of ellipses, and the number of rows of each table (dival: 70).
+    min_axis : float, optional
+        Lower bound on the semi-axes (dival: none). With ``min_axis >= 0.05`` every ellipse
+        covers a pixel centre on grids of 32² and finer, so no image is empty (constant): with
+        only a few ellipses per image, an unbounded draw can miss every pixel.
+    value_range : (float, float), optional
+        The ellipses' values are uniform on this interval (dival: (-0.4, 1.0)). An image whose
+        ellipses are all negative normalises to zero (see :func:`render_random_ellipses`), which
+        with only a few ellipses per image happens often: :data:`FEW_ELLIPSES` draws positive
+        values.
 
     Returns
     -------
@@ -418,6 +436,12 @@ def random_ellipse_params(
     mean_ellipses = float(mean_ellipses)
     if not (mean_ellipses > 0 and math.isfinite(mean_ellipses)):
         raise ValueError(f"mean_ellipses must be a positive finite number, got {mean_ellipses}")
+    min_axis = float(min_axis)
+    if not (0 <= min_axis < 1):
+        raise ValueError(f"min_axis must lie in [0, 1), got {min_axis}")
+    low, high = (float(v) for v in value_range)
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"value_range must be finite with low < high, got {tuple(value_range)}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     device = _generator_device(generator)
@@ -428,9 +452,9 @@ def random_ellipse_params(
         return e.exponential_(1.0, generator=generator)
 
     # Drawn in dival's order: value, a, b, x0, y0, angle, count.
-    value = _uniform(-0.4, 1.0, size, generator)
-    a = (0.2 * exponential()).clamp_min(1e-12)
-    b = (0.2 * exponential()).clamp_min(1e-12)
+    value = _uniform(low, high, size, generator)
+    a = (0.2 * exponential()).clamp_min(max(min_axis, 1e-12))
+    b = (0.2 * exponential()).clamp_min(max(min_axis, 1e-12))
     x0 = _uniform(-0.9, 0.9, size, generator)
     y0 = _uniform(-0.9, 0.9, size, generator)
     phi = _uniform(0.0, 360.0, size, generator)
@@ -512,6 +536,8 @@ def random_ellipses(
     seed: int | None = None,
     mean_ellipses: float = 40.0,
     max_ellipses: int = 70,
+    min_axis: float = 0.0,
+    value_range: tuple[float, float] = (-0.4, 1.0),
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
@@ -541,6 +567,10 @@ def random_ellipses(
         Mean number of ellipses per image (dival: 40; :data:`FEW_ELLIPSES`: 4).
     max_ellipses : int, optional
         Cap on the number of ellipses per image (dival: 70; :data:`FEW_ELLIPSES`: 8).
+    min_axis : float, optional
+        Lower bound on the semi-axes (dival: 0; :data:`FEW_ELLIPSES`: 0.05).
+    value_range : (float, float), optional
+        Interval of the ellipses' values (dival: (-0.4, 1); :data:`FEW_ELLIPSES`: (0.1, 1)).
     dtype : torch.dtype, optional
         Floating dtype of the result (default float32).
     device : torch.device or str, optional
@@ -571,7 +601,12 @@ def random_ellipses(
     count = _check_count(n)
     gen = _make_generator(generator, seed)
     params = random_ellipse_params(
-        count, generator=gen, mean_ellipses=mean_ellipses, max_ellipses=max_ellipses
+        count,
+        generator=gen,
+        mean_ellipses=mean_ellipses,
+        max_ellipses=max_ellipses,
+        min_axis=min_axis,
+        value_range=value_range,
     )
     if device is None:
         device = params.device

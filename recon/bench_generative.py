@@ -2,13 +2,13 @@ r"""Benchmark of the generative regularisers on sparse-angle CT, in and out of d
 
 ``python -m recon.bench_generative`` runs the issue's comparison end to end on one machine:
 
-1. **Data** (``--data``, default ``conf/data/few_ellipses_5pct.yaml``): 64² images of a few
-   random ellipses (Poisson(4), at most 8; ``--data ellipses_5pct``: dival's ~40), parallel beam
-   with 15 angles (``conf/operator/parallel64_15.yaml``), Gaussian noise 5 % of the mean
-   ``|y|``, measurements simulated on a 2× finer grid. Test image ``i`` is sample ``i`` of the
-   test split (the images ``recon-eval`` sees); its *out-of-distribution* twin is the same
-   ellipses plus a small bright disc (radius 0.1 on [-1, 1]², i.e. 3.2 px, value +0.6, centred
-   inside the object), simulated anew. The generators never saw such a disc.
+1. **Data** (``--data``, default ``conf/data/few_ellipses_5pct.yaml``): 64² images of a few random
+   ellipses (Poisson(4), at most 8, positive; ``--data ellipses_5pct``: dival's ~40), parallel beam
+   with 15 angles (``conf/operator/parallel64_15.yaml``), Gaussian noise 5 % of the mean ``|y|``,
+   measurements simulated on a 2× finer grid. Test image ``i`` is sample ``i`` of the test split
+   (the images ``recon-eval`` sees); its *out-of-distribution* twin is the same ellipses plus a
+   small bright disc (radius 0.1 on [-1, 1]², i.e. 3.2 px, value +0.6, centred inside the object),
+   simulated anew. The generators never saw such a disc.
 2. **Generators**: the AE, VAE and WGAN-GP of ``conf/model/{ae,vae,gan}.yaml`` trained on the
    train split's images (:class:`~recon.training.Trainer` with
    :func:`~recon.generative.autoencoder_objective` / :func:`~recon.generative.vae_objective`,

@@ -77,8 +77,8 @@ def _balls(generator: torch.Generator) -> Callable:
 #: Phantom family name → function(generator) returning a renderer ``shape -> image``.
 #: ``vessels`` and ``balls`` (photoacoustics) are drawn in pixels of the grid they are rendered
 #: on, with the sensor side (row 0) kept at zero; the ellipses live on [-1, 1]².
-#: ``few_ellipses`` is dival's ellipse distribution with Poisson(4) ellipses per image, at most 8
-#: (:data:`data_tools.phantoms.FEW_ELLIPSES`), instead of about 40.
+#: ``few_ellipses`` is dival's ellipse distribution with Poisson(4) ellipses per image, at most 8,
+#: positive values and no vanishing semi-axes (:data:`data_tools.phantoms.FEW_ELLIPSES`).
 PHANTOMS: dict[str, Callable[[torch.Generator], Callable]] = {
     "random_ellipses": _ellipse_family(),
     "few_ellipses": _ellipse_family(**FEW_ELLIPSES),

@@ -231,6 +231,9 @@ def test_random_ellipses_rejects_both_seed_and_generator():
         pytest.param({"seed": 1.5}, id="seed-float"),
         pytest.param({"mean_ellipses": 0.0}, id="mean-zero"),
         pytest.param({"mean_ellipses": float("inf")}, id="mean-inf"),
+        pytest.param({"min_axis": -0.1}, id="min-axis-negative"),
+        pytest.param({"min_axis": 1.0}, id="min-axis-one"),
+        pytest.param({"value_range": (1.0, 0.5)}, id="value-range-reversed"),
     ],
 )
 def test_random_ellipses_invalid_arguments_raise(kwargs):

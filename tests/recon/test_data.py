@@ -68,6 +68,11 @@ def test_few_ellipses_family_draws_a_handful_of_ellipses_per_image():
     assert counts.min() >= 1 and counts.max() <= 8
     assert 3.7 < float(counts.mean()) < 4.3  # Poisson(4), clipped to [1, 8]
     assert {"random_ellipses", "few_ellipses"} <= set(PHANTOMS)
+    # no empty (constant) image, even at 32²: every semi-axis is at least 0.05
+    draw = PHANTOMS["few_ellipses"]
+    gen = torch.Generator().manual_seed(3)
+    spreads = torch.stack([draw(gen)((32, 32)).std() for _ in range(2000)])
+    assert float(spreads.min()) > 0
     # the same table rendered at two resolutions: the fine grid downsamples to the coarse truth
     data = _ct_config()
     data.splits.train.phantom = "few_ellipses"

@@ -14,7 +14,8 @@ Random phantoms:
   (:func:`random_ellipse_params`) live on the square [-1, 1]², so the same ellipses can be
   rendered at any resolution with :func:`render_random_ellipses` (what
   :func:`data_tools.simulate.simulate` needs to avoid the inverse crime). With
-  ``**FEW_ELLIPSES`` it draws a handful of ellipses per image instead of about 40.
+  ``**FEW_ELLIPSES`` it draws a handful of ellipses per image instead of about 40, and with
+  ``**SMOOTH_ELLIPSES`` the same handful as smooth bumps instead of constant-valued ellipses.
 - :func:`vessels` and :func:`balls` are photoacoustic phantoms drawn in pixel units. Row 0 is
   the sensor row and is kept at zero over a margin of a few pixels.
 
@@ -32,6 +33,8 @@ import torch
 
 __all__ = [
     "FEW_ELLIPSES",
+    "PROFILES",
+    "SMOOTH_ELLIPSES",
     "SHEPP_LOGAN_ELLIPSES",
     "balls",
     "ellipses_image",
@@ -117,16 +120,28 @@ def _ellipse_pixel_boxes(tables: torch.Tensor, height: int, width: int) -> torch
     return torch.where((value == 0)[..., None], torch.zeros_like(boxes), boxes)
 
 
+#: Intensity profiles of :func:`ellipses_image`: constant inside the ellipse (``"flat"``) or the
+#: bump :math:`(1 - ρ^2)^2` (``"smooth"``).
+PROFILES: tuple[str, ...] = ("flat", "smooth")
+
+
+def _check_profile(profile: object) -> None:
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+
+
 def ellipses_image(
     ellipses: torch.Tensor | Sequence[Sequence[float]],
     shape: int | Sequence[int],
     *,
+    profile: str = "flat",
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    r"""Rasterise a sum of constant-valued ellipses on the square [-1, 1]².
+    r"""Rasterise a sum of ellipses on the square [-1, 1]².
 
-    Each ellipse ``(value, a, b, x0, y0, phi)`` adds ``value`` to every pixel centre ``(x, y)`` with
+    Each ellipse ``(value, a, b, x0, y0, phi)`` adds ``value · p(ρ²)`` to every pixel centre
+    ``(x, y)`` with
 
     .. math::
 
@@ -135,8 +150,12 @@ def ellipses_image(
         \begin{pmatrix} \cos\varphi & \sin\varphi \\ -\sin\varphi & \cos\varphi \end{pmatrix}
         \begin{pmatrix} x - x_0 \\ y - y_0 \end{pmatrix},
 
-    where ``phi`` is given in degrees, counter-clockwise from the x axis to the ``a`` axis. Values
-    add up where ellipses overlap and nothing is clipped. Row 0 of the image is ``y = +1`` (top),
+    where ``phi`` is given in degrees, counter-clockwise from the x axis to the ``a`` axis, and
+    :math:`ρ^2 = u^2/a^2 + v^2/b^2`. The ``profile`` ``p`` is ``1`` (``"flat"``: constant-valued
+    ellipses, as in Shepp-Logan and dival) or :math:`(1 - ρ^2)^2` (``"smooth"``: a bump that
+    peaks at ``value`` in the centre and falls to 0 with zero slope at the edge, so the image is
+    continuously differentiable; see :data:`PROFILES`). Values add up where ellipses overlap and
+    nothing is clipped. Row 0 of the image is ``y = +1`` (top),
     column 0 is ``x = -1`` (left); see the module docstring for the grid.
 
     Parameters
@@ -146,6 +165,8 @@ def ellipses_image(
         images. Semi-axes ``a`` and ``b`` must be positive.
     shape : int or (int, int)
         Image shape ``(H, W)``; an int ``N`` means ``(N, N)``.
+    profile : {"flat", "smooth"}, optional
+        Intensity profile of each ellipse (default ``"flat"``).
     dtype : torch.dtype, optional
         Floating dtype of the result. The geometry is evaluated in float64 whatever the dtype.
     device : torch.device or str, optional
@@ -160,15 +181,19 @@ def ellipses_image(
     ------
     ValueError
         If ``shape`` is not positive integers, ``ellipses`` does not end in a dimension of 6, or
-        holds non-finite values or non-positive semi-axes.
+        holds non-finite values or non-positive semi-axes, or ``profile`` is unknown.
 
     Examples
     --------
     >>> disc = ellipses_image([[1.0, 0.5, 0.5, 0.0, 0.0, 0.0]], 64)
     >>> disc.shape, float(disc.max())
     (torch.Size([64, 64]), 1.0)
+    >>> bump = ellipses_image([[1.0, 0.5, 0.5, 0.0, 0.0, 0.0]], 64, profile="smooth")
+    >>> bool(bump.max() < 1) and bool(bump.sum() < disc.sum())
+    True
     """
     height, width = _check_shape(shape)
+    _check_profile(profile)
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
     if device is None and isinstance(ellipses, torch.Tensor):
@@ -200,8 +225,11 @@ def ellipses_image(
             dx, dy = x[:, col0:col1] - x0, y[row0:row1] - y0
             u = dx * cos + dy * sin
             v = -dx * sin + dy * cos
-            inside = (u / a) ** 2 + (v / b) ** 2 <= 1.0
-            image[n, row0:row1, col0:col1] += value * inside
+            rho2 = (u / a) ** 2 + (v / b) ** 2
+            if profile == "flat":
+                image[n, row0:row1, col0:col1] += value * (rho2 <= 1.0)
+            else:
+                image[n, row0:row1, col0:col1] += value * (1.0 - rho2).clamp_min(0.0) ** 2
     image = image.reshape(*batch_shape, height, width)
     return image.to(dtype)
 
@@ -356,6 +384,12 @@ FEW_ELLIPSES: dict = {
     "value_range": (0.1, 1.0),
 }
 
+#: The "smooth ellipses" family: the ellipses of :data:`FEW_ELLIPSES` drawn as smooth bumps
+#: :math:`(1 - ρ^2)^2` instead of constant values (``random_ellipses(shape, **SMOOTH_ELLIPSES)``).
+#: Its images have no edges and no flat regions: the opposite of the piecewise-constant images
+#: that total variation favours.
+SMOOTH_ELLIPSES: dict = {**FEW_ELLIPSES, "profile": "smooth"}
+
 
 def random_ellipse_params(
     n_images: int,
@@ -469,6 +503,7 @@ def render_random_ellipses(
     params: torch.Tensor,
     shape: int | Sequence[int],
     *,
+    profile: str = "flat",
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
@@ -491,6 +526,8 @@ def render_random_ellipses(
         Ellipse tables of shape ``(*batch, n, 6)``, e.g. from :func:`random_ellipse_params`.
     shape : int or (int, int)
         Image shape ``(H, W)``.
+    profile : {"flat", "smooth"}, optional
+        Intensity profile of the ellipses (:func:`ellipses_image`; default ``"flat"``).
     dtype : torch.dtype, optional
         Floating dtype of the result (default float32).
     device : torch.device or str, optional
@@ -519,7 +556,7 @@ def render_random_ellipses(
         drawn = (params[..., 0] != 0).reshape(-1, params.shape[-2]).any(dim=0)
         keep = int(drawn.nonzero().max()) + 1 if bool(drawn.any()) else 1
         params = params[..., :keep, :]
-    image = ellipses_image(params, shape, dtype=torch.float64, device=device)
+    image = ellipses_image(params, shape, profile=profile, dtype=torch.float64, device=device)
     flat = image.flatten(-2)
     low = flat.amin(dim=-1)[..., None, None]
     image = torch.where(image != 0, image - low, image)
@@ -538,6 +575,7 @@ def random_ellipses(
     max_ellipses: int = 70,
     min_axis: float = 0.0,
     value_range: tuple[float, float] = (-0.4, 1.0),
+    profile: str = "flat",
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
@@ -571,6 +609,9 @@ def random_ellipses(
         Lower bound on the semi-axes (dival: 0; :data:`FEW_ELLIPSES`: 0.05).
     value_range : (float, float), optional
         Interval of the ellipses' values (dival: (-0.4, 1); :data:`FEW_ELLIPSES`: (0.1, 1)).
+    profile : {"flat", "smooth"}, optional
+        Intensity profile of the ellipses (dival: ``"flat"``; :data:`SMOOTH_ELLIPSES`:
+        ``"smooth"``), see :func:`ellipses_image`.
     dtype : torch.dtype, optional
         Floating dtype of the result (default float32).
     device : torch.device or str, optional
@@ -596,8 +637,10 @@ def random_ellipses(
     >>> random_ellipses(64, n=4, seed=1).shape
     torch.Size([4, 64, 64])
     >>> simple = random_ellipses(64, seed=0, **FEW_ELLIPSES)  # a handful of ellipses
+    >>> bumps = random_ellipses(64, seed=0, **SMOOTH_ELLIPSES)  # the same, as smooth bumps
     """
     _check_shape(shape)
+    _check_profile(profile)
     count = _check_count(n)
     gen = _make_generator(generator, seed)
     params = random_ellipse_params(
@@ -610,7 +653,7 @@ def random_ellipses(
     )
     if device is None:
         device = params.device
-    images = render_random_ellipses(params, shape, dtype=dtype, device=device)
+    images = render_random_ellipses(params, shape, profile=profile, dtype=dtype, device=device)
     return images[0] if n is None else images
 
 

@@ -3,7 +3,8 @@ r"""Benchmark of the generative regularisers on sparse-angle CT, in and out of d
 ``python -m recon.bench_generative`` runs the issue's comparison end to end on one machine:
 
 1. **Data** (``--data``, default ``conf/data/few_ellipses_5pct.yaml``): 64² images of a few random
-   ellipses (Poisson(4), at most 8, positive; ``--data ellipses_5pct``: dival's ~40), parallel beam
+   ellipses (Poisson(4), at most 8, positive; ``--data smooth_ellipses_5pct``: the same ellipses
+   as smooth bumps; ``--data ellipses_5pct``: dival's ~40), parallel beam
    with 15 angles (``conf/operator/parallel64_15.yaml``), Gaussian noise 5 % of the mean ``|y|``,
    measurements simulated on a 2× finer grid. Test image ``i`` is sample ``i`` of the test split
    (the images ``recon-eval`` sees); its *out-of-distribution* twin is the same ellipses plus a
@@ -151,9 +152,11 @@ QUICK = Settings(
 
 # --------------------------------------------------------------------------- data
 #: ``--data`` choices: ``conf/data/<name>.yaml``. The default, a handful of ellipses per image, is
-#: the in-distribution family of the protocol; ``ellipses_5pct`` (dival's ~40 ellipses) is harder
-#: than a 128-dimensional autoencoder can represent.
-DATA_CONFIGS: tuple[str, ...] = ("few_ellipses_5pct", "ellipses_5pct")
+#: the in-distribution family of the protocol; ``smooth_ellipses_5pct`` draws the same ellipses as
+#: smooth bumps, not piecewise constant (TV still reaches 40.8 dB on its validation images, the
+#: AE 27.6 after 2000 steps); ``ellipses_5pct`` (dival's ~40 ellipses) is harder than a
+#: 128-dimensional autoencoder can represent.
+DATA_CONFIGS: tuple[str, ...] = ("few_ellipses_5pct", "smooth_ellipses_5pct", "ellipses_5pct")
 
 
 def _data_config(settings: Settings, name: str = DATA_CONFIGS[0]):

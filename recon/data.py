@@ -42,6 +42,7 @@ from omegaconf import DictConfig
 from data_tools.datasets import SyntheticDataset, SyntheticImages
 from data_tools.phantoms import (
     FEW_ELLIPSES,
+    SMOOTH_ELLIPSES,
     balls,
     random_ellipse_params,
     render_random_ellipses,
@@ -51,13 +52,14 @@ from data_tools.phantoms import (
 from data_tools.simulate import downsample, fine_geometry, simulate
 
 
-def _ellipse_family(**counts) -> Callable[[torch.Generator], Callable]:
-    """A random-ellipse family: draws one table (``counts``: ``mean_ellipses``, ``max_ellipses``)
-    and returns its renderer, so the fine simulation grid and the coarse truth match."""
+def _ellipse_family(profile: str = "flat", **draws) -> Callable[[torch.Generator], Callable]:
+    """A random-ellipse family: draws one table (``draws``: the keywords of
+    :func:`~data_tools.phantoms.random_ellipse_params`) and returns its renderer with the given
+    intensity ``profile``, so the fine simulation grid and the coarse truth match."""
 
     def draw(generator: torch.Generator) -> Callable:
-        params = random_ellipse_params(1, generator=generator, **counts)
-        return lambda shape: render_random_ellipses(params, shape)[0]
+        params = random_ellipse_params(1, generator=generator, **draws)
+        return lambda shape: render_random_ellipses(params, shape, profile=profile)[0]
 
     return draw
 
@@ -79,9 +81,12 @@ def _balls(generator: torch.Generator) -> Callable:
 #: on, with the sensor side (row 0) kept at zero; the ellipses live on [-1, 1]².
 #: ``few_ellipses`` is dival's ellipse distribution with Poisson(4) ellipses per image, at most 8,
 #: positive values and no vanishing semi-axes (:data:`data_tools.phantoms.FEW_ELLIPSES`).
+#: ``smooth_ellipses`` draws the same ellipses as smooth bumps (1 - ρ²)² instead of constant values
+#: (:data:`data_tools.phantoms.SMOOTH_ELLIPSES`).
 PHANTOMS: dict[str, Callable[[torch.Generator], Callable]] = {
     "random_ellipses": _ellipse_family(),
     "few_ellipses": _ellipse_family(**FEW_ELLIPSES),
+    "smooth_ellipses": _ellipse_family(**SMOOTH_ELLIPSES),
     "shepp_logan": _shepp_logan,
     "vessels": _vessels,
     "balls": _balls,

@@ -14,6 +14,7 @@ from skimage.transform import resize
 from data_tools import shepp_logan as reexported
 from data_tools.phantoms import (
     SHEPP_LOGAN_ELLIPSES,
+    SMOOTH_ELLIPSES,
     balls,
     ellipses_image,
     random_ellipse_params,
@@ -185,6 +186,48 @@ def test_invalid_shape_raises(shape):
 def test_invalid_ellipses_raise(ellipses, match):
     with pytest.raises(ValueError, match=match):
         ellipses_image(ellipses, 8)
+
+
+def test_smooth_profile_is_the_bump_one_minus_rho_squared_squared():
+    # A disc of radius 0.5 at the origin: at pixel centre (x, y), ρ² = 4 (x² + y²).
+    n = 64
+    disc = [[2.0, 0.5, 0.5, 0.0, 0.0, 0.0]]
+    bump = ellipses_image(disc, n, profile="smooth", dtype=torch.float64)
+    flat = ellipses_image(disc, n, dtype=torch.float64)
+    centres = (torch.arange(n, dtype=torch.float64) * 2 + 1 - n) / n
+    rho2 = 4 * (centres[None, :] ** 2 + centres.flip(0)[:, None] ** 2)
+    expected = 2.0 * (1 - rho2).clamp_min(0) ** 2
+    torch.testing.assert_close(bump, expected, rtol=0, atol=1e-12)
+    assert torch.equal(bump > 0, (flat > 0) & (rho2 < 1))  # same support, zero on the edge
+    # its integral: value · π a b / 3, against value · π a b for the flat ellipse
+    pixel_area = (2 / n) ** 2
+    assert float(bump.sum()) * pixel_area == pytest.approx(2 * math.pi * 0.25 / 3, rel=2e-3)
+    assert float(flat.sum()) * pixel_area == pytest.approx(2 * math.pi * 0.25, rel=2e-2)
+
+
+def test_smooth_ellipses_are_the_few_ellipses_as_bumps():
+    flat = random_ellipses(48, n=20, seed=4, **{**SMOOTH_ELLIPSES, "profile": "flat"})
+    smooth = random_ellipses(48, n=20, seed=4, **SMOOTH_ELLIPSES)
+    assert torch.equal(smooth > 0, flat > 0)  # the same ellipses (up to edge pixels: ρ² < 1)
+    assert torch.equal(smooth.amax(dim=(-2, -1)), torch.ones(20))  # normalised like dival
+    # no flat regions: neighbouring foreground pixels almost never share a value
+    same = (smooth[..., 1:] == smooth[..., :-1]) & (smooth[..., 1:] > 0)
+    assert float(same.float().sum() / (smooth[..., 1:] > 0).sum()) < 0.01
+
+    # and less total variation than the flat ellipses, image by image
+    def tv(x):
+        return (x[..., 1:] - x[..., :-1]).abs().sum((-2, -1))
+
+    assert bool((tv(smooth) < 0.95 * tv(flat)).all())
+
+
+@pytest.mark.parametrize("call", ["image", "random"])
+def test_unknown_profile_raises(call):
+    with pytest.raises(ValueError, match="profile"):
+        if call == "image":
+            ellipses_image([[1.0, 0.5, 0.5, 0.0, 0.0, 0.0]], 8, profile="gaussian")
+        else:
+            random_ellipses(8, seed=0, profile="gaussian")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -81,3 +81,12 @@ def test_few_ellipses_family_draws_a_handful_of_ellipses_per_image():
     assert x.shape == (1, 24, 24) and y.shape[-2] == 6 and float(x.max()) > 0.5
     image = make_phantom("few_ellipses")((24, 24), generator=torch.Generator().manual_seed(1))
     assert image.shape == (24, 24) and float(image.std()) > 0
+
+
+def test_smooth_ellipses_family_renders_the_few_ellipses_as_bumps():
+    from recon.data import PHANTOMS
+
+    flat = PHANTOMS["few_ellipses"](torch.Generator().manual_seed(5))((32, 32))
+    smooth = PHANTOMS["smooth_ellipses"](torch.Generator().manual_seed(5))((32, 32))
+    assert torch.equal(smooth > 0, flat > 0) or bool(((smooth > 0) <= (flat > 0)).all())
+    assert float(smooth.max()) == 1.0 and float((smooth - flat).abs().max()) > 0.1

@@ -387,11 +387,12 @@ def test_benchmark_quick_mode_runs_and_reports(tmp_path):
 
 def test_benchmark_ood_twins_are_the_test_split_plus_a_disc():
     from operators import Parallel2D
-    from recon.bench_generative import QUICK, _data_config, ood_test_pairs
+    from recon.bench_generative import DATA_CONFIGS, QUICK, _data_config, ood_test_pairs
     from recon.data import build_split
 
     geometry = Parallel2D((QUICK.image_size,) * 2, n_angles=QUICK.n_angles)
-    for name in ("few_ellipses_5pct", "ellipses_5pct"):
+    assert set(DATA_CONFIGS) == {"few_ellipses_5pct", "smooth_ellipses_5pct", "ellipses_5pct"}
+    for name in DATA_CONFIGS:  # every data config of the benchmark
         cfg = _data_config(QUICK, name)
         test = ood_test_pairs(geometry, cfg, QUICK)
         split = build_split(cfg, "test", geometry)

@@ -383,6 +383,17 @@ def test_benchmark_quick_mode_runs_and_reports(tmp_path):
             assert isinstance(row[key], float), (name, key)
     assert results["ae/sparse"]["restarts"] == 2 and results["tv"]["restarts"] == 1
     assert set(summary["tuned"]["ae/soft"]["params"]) == {"lam", "mu"}
+    # the same generators on a harder problem: fewer angles, more noise
+    harder = main(["--quick", "--models", "ae", "--work-dir", str(tmp_path / "runs"),
+                   "--out", str(tmp_path / "harder.json"), "--png", str(tmp_path / "h.png"),
+                   "--n-angles", "5", "--noise", "0.2"])  # fmt: skip
+    assert harder["settings"]["n_angles"] == 5 and "5 angles" in harder["geometry"]
+    assert "20 % Gaussian noise" in harder["geometry"] and "5 %" in summary["geometry"]
+    assert harder["training"]["ae"]["steps"] == summary["training"]["ae"]["steps"]  # reused
+    assert harder["results"]["fbp"]["id_psnr"] < results["fbp"]["id_psnr"] - 1.0
+    for bad in (["--n-angles", "0"], ["--noise", "-0.1"]):
+        with pytest.raises(SystemExit, match="must be"):
+            main(["--quick", "--models", "ae", "--work-dir", str(tmp_path / "runs"), *bad])
 
 
 def test_benchmark_ood_twins_are_the_test_split_plus_a_disc():

@@ -386,7 +386,7 @@ FEW_ELLIPSES: dict = {
 
 #: The "smooth ellipses" family: the ellipses of :data:`FEW_ELLIPSES` drawn as smooth bumps
 #: :math:`(1 - ρ^2)^2` instead of constant values (``random_ellipses(shape, **SMOOTH_ELLIPSES)``).
-#: Its images have no edges and no flat regions: the opposite of the piecewise-constant images
+#: Its ellipses have no edges and no flat interior: the opposite of the piecewise-constant images
 #: that total variation favours.
 SMOOTH_ELLIPSES: dict = {**FEW_ELLIPSES, "profile": "smooth"}
 

@@ -16,7 +16,8 @@ r"""Benchmark of the generative regularisers on sparse-angle CT, in and out of d
    :func:`~recon.generative.train_gan`). Runs live under ``--work-dir`` and resume, so a second
    call reuses finished trainings.
 3. **Tuning** on the validation split with :func:`recon.search.grid_search` (mean PSNR): TV's λ,
-   the hard formulation's α, the soft and sparse-deviation formulations' λ and μ.
+   the hard formulation's α, the soft and sparse-deviation formulations' λ and μ. A value
+   chosen at either end of its grid is flagged (printed, and ``at_grid_edge`` in the JSON).
 4. **Test**: FBP (Hann), TV and the three formulations per generator, on the in-distribution
    images and their out-of-distribution twins. Reported: PSNR/SSIM (data range of each truth),
    the PSNR inside the feature's region (the disc dilated by one pixel), the fraction of the
@@ -76,7 +77,7 @@ from recon.generative import (
     train_gan,
     vae_objective,
 )
-from recon.search import grid_search
+from recon.search import grid_edges, grid_search
 from recon.train import CONF_DIR, load_trained
 from recon.training import Trainer
 
@@ -346,15 +347,18 @@ def _claim_work_dir(work_dir: Path, data: str) -> None:
 
 
 # --------------------------------------------------------------------------- the benchmark
-def _tune(name, make, grid, y_val, x_val, op, batch_size) -> tuple[dict, float, float]:
+def _tune(name, make, grid, y_val, x_val, op, batch_size) -> dict:
+    """Grid search on validation: ``{params, val_psnr, cpu_seconds, at_grid_edge}``."""
     cpu = time.process_time()
     best, table = grid_search(make, grid, y_val, x_val, op, batch_size=batch_size)
     cpu = time.process_time() - cpu
+    edges = grid_edges(best, grid)
+    note = f"; at the edge of the grid: {', '.join(edges)}" if edges else ""
     print(
-        f"  tuned {name}: {best} (validation PSNR {table[0]['psnr']:.2f}, {cpu:.0f} CPU s)",
+        f"  tuned {name}: {best} (validation PSNR {table[0]['psnr']:.2f}, {cpu:.0f} CPU s{note})",
         flush=True,
     )
-    return best, table[0]["psnr"], cpu
+    return {"params": best, "val_psnr": table[0]["psnr"], "cpu_seconds": cpu, "at_grid_edge": edges}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -414,7 +418,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     tuned: dict[str, dict] = {}
     methods: dict[str, tuple[str, torch.nn.Module, int]] = {"fbp": ("-", FBP(filter="hann"), 1)}
-    best, val_psnr, cpu = _tune(
+    tuned["tv"] = _tune(
         "tv",
         lambda p: TV(n_iter=settings.tv_iter, **p),
         settings.grids["tv"],
@@ -423,8 +427,7 @@ def main(argv: list[str] | None = None) -> dict:
         op,
         args.batch_size,
     )
-    tuned["tv"] = {"params": best, "val_psnr": val_psnr, "cpu_seconds": cpu}
-    methods["tv"] = ("-", TV(n_iter=settings.tv_iter, **best), 1)
+    methods["tv"] = ("-", TV(n_iter=settings.tv_iter, **tuned["tv"]["params"]), 1)
     training = {}
     for kind in models:
         print(f"training {kind} for {settings.steps[kind]} steps", flush=True)
@@ -443,11 +446,10 @@ def main(argv: list[str] | None = None) -> dict:
                 return cls(**common, **params)
 
             name = f"{kind}/{formulation}"
-            best, val_psnr, cpu = _tune(
+            tuned[name] = _tune(
                 name, make, settings.grids[formulation], y_val, x_val, op, args.batch_size
             )
-            tuned[name] = {"params": best, "val_psnr": val_psnr, "cpu_seconds": cpu}
-            methods[name] = (kind, make(best), settings.n_restarts)
+            methods[name] = (kind, make(tuned[name]["params"]), settings.n_restarts)
 
     results: dict[str, dict] = {}
     recons_ood: dict[str, torch.Tensor] = {}

@@ -36,7 +36,7 @@ from data_tools.metrics import psnr, ssim
 from operators import CountingOperator
 from recon.data import build_split
 from recon.provenance import write_provenance
-from recon.search import grid_search
+from recon.search import grid_edges, grid_search
 from recon.sweep import run_job
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,10 @@ def _search_params(cfg: DictConfig, op, output_dir: Path, ops: dict | None = Non
             )
         chosen[name] = best
         log.info("search %s: best %s (validation PSNR %.2f)", name, best, table[0]["psnr"])
+        for param in grid_edges(best, grid):
+            log.warning(
+                "search %s: best %s = %s is at the edge of its grid", name, param, best[param]
+            )
         (output_dir / f"search_{name}.json").write_text(json.dumps(table, indent=2))
     (output_dir / "best_params.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(chosen)))
     return chosen

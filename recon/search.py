@@ -58,3 +58,20 @@ def grid_search(
     table.sort(key=lambda row: -row["psnr"])
     best = {k: v for k, v in table[0].items() if k != "psnr"}
     return best, table
+
+
+def grid_edges(best: Mapping, grid: Mapping[str, Sequence]) -> list[str]:
+    """Names of the numeric parameters whose ``best`` value is the smallest or largest of their
+    grid (grids of two or more numbers): the optimum may lie outside the grid, so extend it.
+
+    >>> grid_edges({"lam": 0.25, "mu": 0.1}, {"lam": [0.25, 0.5, 1.0], "mu": [0.01, 0.1, 1.0]})
+    ['lam']
+    """
+    edges = []
+    for name, values in grid.items():
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(numbers) < 2 or len(numbers) != len(values) or name not in best:
+            continue
+        if best[name] in (min(numbers), max(numbers)):
+            edges.append(name)
+    return edges

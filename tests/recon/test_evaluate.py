@@ -61,7 +61,7 @@ def test_evaluate_writes_every_output(compose_eval, tmp_path):
     assert grid.shape == (3 * 32 + 2 * 2, 5 * 32 + 4 * 2)  # truth, 2 methods, 2 error maps
 
 
-def test_search_tunes_on_validation_and_uses_the_choice(compose_eval, tmp_path):
+def test_search_tunes_on_validation_and_uses_the_choice(compose_eval, tmp_path, caplog):
     cfg = compose_eval(
         "experiment=ellipses_classical", *SMALL, "search=true",
         "search_grid.fbp.filter=[hann]", "search_grid.fbp.frequency_scaling=[0.05,0.6]",
@@ -74,6 +74,8 @@ def test_search_tunes_on_validation_and_uses_the_choice(compose_eval, tmp_path):
     assert results["fbp"]["params"] == {"filter": "hann", "frequency_scaling": 0.6}
     table = json.loads((tmp_path / "search_fbp.json").read_text())
     assert table[0]["psnr"] > table[1]["psnr"]
+    # 0.6 is the largest value tried: the log says the optimum may lie beyond the grid
+    assert "best frequency_scaling = 0.6 is at the edge of its grid" in caplog.text
 
 
 def test_splits_are_seeded_and_disjoint():

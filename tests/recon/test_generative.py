@@ -383,6 +383,9 @@ def test_benchmark_quick_mode_runs_and_reports(tmp_path):
             assert isinstance(row[key], float), (name, key)
     assert results["ae/sparse"]["restarts"] == 2 and results["tv"]["restarts"] == 1
     assert set(summary["tuned"]["ae/soft"]["params"]) == {"lam", "mu"}
+    for name, row in summary["tuned"].items():  # edges flagged: each names a tuned parameter
+        assert set(row["at_grid_edge"]) <= set(row["params"]), name
+    assert summary["tuned"]["ae/soft"]["at_grid_edge"] == ["lam"]  # lam: 2 values, mu: 1
     # the same generators on a harder problem: fewer angles, more noise
     harder = main(["--quick", "--models", "ae", "--work-dir", str(tmp_path / "runs"),
                    "--out", str(tmp_path / "harder.json"), "--png", str(tmp_path / "h.png"),

@@ -7,7 +7,7 @@ import torch
 
 from operators import Parallel2D, RayTransform
 from recon.classical import Landweber
-from recon.search import grid_points, grid_search
+from recon.search import grid_edges, grid_points, grid_search
 
 
 def test_grid_points_cartesian_product():
@@ -27,3 +27,11 @@ def test_grid_search_prefers_more_iterations_on_clean_data():
     assert best == {"n_iter": 200}
     assert [row["n_iter"] for row in table] == [200, 5, 1]
     assert table[0]["psnr"] > table[1]["psnr"] > table[2]["psnr"]
+
+
+def test_grid_edges_names_the_parameters_tuned_at_an_end_of_their_grid():
+    grid = {"lam": [0.25, 0.5, 1.0], "mu": [0.01, 0.1, 1.0], "n_iter": [100], "filter": ["a", "b"]}
+    assert grid_edges({"lam": 0.5, "mu": 0.1, "n_iter": 100, "filter": "b"}, grid) == []
+    assert grid_edges({"lam": 0.25, "mu": 1.0, "n_iter": 100, "filter": "a"}, grid) == ["lam", "mu"]
+    assert grid_edges({"lam": 1.0}, {"lam": [1.0, 0.25, 0.5]}) == ["lam"]  # unsorted grids too
+    assert grid_edges({"lam": 1}, {"lam": [1, 2.5, True]}) == []  # not all numbers: no claim

@@ -97,14 +97,28 @@ def iterations_to_reach(curve: torch.Tensor, target: float) -> int | None:
 
 
 def best_baseline(run, factors, *, lipschitz: float, target: float):
-    """Run a baseline for every step ``factor / L``; return the best (fewest iterations to
-    ``target``, else lowest final objective) as ``(factor, iterations, mean objective curve)``."""
+    """Run a baseline for every step ``factor / L``; return the best as
+    ``(factor, iterations, mean objective curve)``.
+
+    The best step reaches ``target`` in the fewest iterations (else has the lowest final
+    objective) among the *stable* ones: those whose objective is finite and still at or below
+    ``target`` at the last iteration. A step that dips below the target and then diverges (as
+    Nesterov's method does with a step past 1/L) is no fixed-step method one could run; it is
+    chosen only if no step is stable.
+
+    Example
+    -------
+    >>> curves = {1.0: torch.tensor([4.0, 3.0, 2.0]), 2.0: torch.tensor([2.0, 1.0, 9.0])}
+    >>> best_baseline(curves.get, (1.0, 2.0), lipschitz=1.0, target=2.0)[:2]
+    (1.0, 3)
+    """
     best = None
     for factor in factors:
         curve = run(factor / lipschitz)
         curve = torch.where(torch.isfinite(curve), curve, torch.full_like(curve, math.inf))
         needed = iterations_to_reach(curve, target)
-        key = (needed if needed is not None else math.inf, float(curve[-1]))
+        unstable = not float(curve[-1]) <= target
+        key = (unstable, needed if needed is not None else math.inf, float(curve[-1]))
         if best is None or key < best[0]:
             best = (key, factor, needed, curve)
     return best[1:]
@@ -156,12 +170,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--baseline-iter", type=int, help="GD/Nesterov iterations (2000; 300)")
     parser.add_argument("--tv-iter", type=int, help="PDHG iterations for TV (1000; 300)")
     parser.add_argument("--extra-iter", type=int, default=20, help="learned iterations beyond")
+    parser.add_argument(
+        "--extra-step", type=float, help="their step in units of 1/L (default: the model's)"
+    )
     parser.add_argument("--override", action="append", default=[], help="Hydra override")
     parser.add_argument("--threads", type=int, help="torch threads")
     parser.add_argument("--work-dir", help="training outputs (default: a temporary folder)")
     parser.add_argument("--out", default="bench_results/mirror.json")
     parser.add_argument("--png", default="bench_results/mirror.png")
     args = parser.parse_args(argv)
+    if args.extra_step is not None and not args.extra_step > 0:
+        parser.error(f"--extra-step must be positive, got {args.extra_step}")
     if args.threads:
         torch.set_num_threads(args.threads)
     quick = args.quick
@@ -234,6 +253,9 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.perf_counter()
         x_learned = model(y, op, n_iter=n_learned)
         learned_s = (time.perf_counter() - start) / len(y)
+        if args.extra_step is not None:
+            model.extra_step = args.extra_step
+        extra_step = model.extra_step or float(model.steps()[-1])  # the model's rule
         trace = model(y, op, n_iter=n_learned + args.extra_iter, trace=True)
     learned_curve = trace.objective.mean(1)
     target = mean_objective(x_learned)
@@ -283,6 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
         "objective_fbp": f0,
         "objective_learned": target,
         "objective_learned_curve": [float(v) for v in learned_curve],
+        "extra_step": extra_step,
         "gd_step": gd_factor,
         "gd_iterations": gd_iter,
         "gd_speedup": None if gd_iter is None else gd_iter / n_learned,
@@ -329,7 +352,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"max {result['consistency_error_max']:.2e}")  # fmt: skip
     write_json(result, args.out)
     curves = {
-        f"learned MD ({n_learned} learned + {args.extra_iter} at the last step)": learned_curve,
+        f"learned MD ({n_learned} learned + {args.extra_iter} at step {extra_step:.2g}/L)": (
+            learned_curve
+        ),
         f"gradient descent, step {gd_factor}/L": torch.cat([torch.tensor([f0]), gd_curve]),
         f"Nesterov, step {nag_factor}/L": torch.cat([torch.tensor([f0]), nag_curve]),
     }

@@ -478,7 +478,7 @@ def test_benchmark_quick_mode(tmp_path):
     from recon import bench_mirror
 
     result = bench_mirror.main(["--quick", "--out", str(tmp_path / "mirror.json"),
-                                "--png", str(tmp_path / "mirror.png"),
+                                "--png", str(tmp_path / "mirror.png"), "--extra-step", "0.5",
                                 "--work-dir", str(tmp_path / "work")])  # fmt: skip
     saved = json.loads((tmp_path / "mirror.json").read_text())
     assert saved["quick"] is True and saved == json.loads(json.dumps(result))
@@ -487,4 +487,29 @@ def test_benchmark_quick_mode(tmp_path):
         assert key in saved
     assert saved["objective_learned"] < saved["objective_fbp"]
     assert 0 <= saved["consistency_error"] < 1
+    assert saved["extra_step"] == 0.5
     assert (tmp_path / "mirror.png").stat().st_size > 1000
+
+
+def test_benchmark_rejects_a_non_positive_extra_step(capsys):
+    from recon import bench_mirror
+
+    with pytest.raises(SystemExit):
+        bench_mirror.main(["--quick", "--extra-step", "0"])
+    assert "--extra-step must be positive" in capsys.readouterr().err
+
+
+def test_best_baseline_prefers_a_step_that_stays_converged():
+    from recon.bench_mirror import best_baseline
+
+    # step 4: reaches the target first, then diverges; step 2: slower but stays below it
+    curves = {
+        1.0: torch.tensor([9.0, 8.0, 7.0, 6.0]),
+        2.0: torch.tensor([6.0, 4.0, 3.0, 2.5]),
+        4.0: torch.tensor([3.0, 2.0, 50.0, float("nan")]),
+    }
+    factor, needed, curve = best_baseline(curves.get, (1.0, 2.0, 4.0), lipschitz=1.0, target=4.0)
+    assert (factor, needed) == (2.0, 2) and torch.equal(curve, curves[2.0])
+    # when every step diverges the fastest is still reported, not nothing
+    factor, needed, _ = best_baseline(curves.get, (4.0,), lipschitz=1.0, target=4.0)
+    assert (factor, needed) == (4.0, 1)

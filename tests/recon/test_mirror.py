@@ -200,7 +200,14 @@ def test_steps_stay_in_their_range_and_extra_iterations_use_a_constant_step(ray,
     assert steps.min() >= 0.5 and steps.max() <= 3.0
     assert steps[0] == pytest.approx(0.5) and steps[1] == pytest.approx(3.0)
     lipschitz = f.lipschitz(ray)
-    # 5 iterations: the 3 learned steps, then the last learned one twice
+    # 5 iterations: the 3 learned steps, then the default extra step 1/L twice
+    out = lmd(y, ray, n_iter=5).detach()
+    plan = [s / lipschitz for s in steps.tolist()] + [1.0 / lipschitz] * 2
+    torch.testing.assert_close(
+        out, _reference_gd(y, ray, f, plan, torch.zeros_like(out))[-1], rtol=1e-12, atol=1e-12
+    )
+    # extra_step=None: the last learned one
+    lmd.extra_step = None
     out = lmd(y, ray, n_iter=5).detach()
     plan = [s / lipschitz for s in steps.tolist()] + [steps[-1].item() / lipschitz] * 2
     torch.testing.assert_close(
@@ -221,6 +228,33 @@ def test_steps_stay_in_their_range_and_extra_iterations_use_a_constant_step(ray,
         (-lmd.steps().sum()).backward()
         opt.step()
     assert lmd.steps().max() <= 3.0 and lmd.steps().min() >= 0.5
+
+
+def test_iterations_past_the_trained_ones_keep_the_dual_variable(ray, problem):
+    # ψ = ½·2‖x‖², φ = ½·0.4‖x‖²: ∇φ∘∇ψ = 0.8·I, an inconsistent pair. A round trip per
+    # iteration would shrink x by 0.8 each time; past n_iter the scheme stays in the dual space,
+    # z ← z − t∇f(x), x = 0.4 z, which is gradient descent on x with step 0.4·t exactly.
+    _, y, f = problem
+    lmd = LearnedMirrorDescent(mirror_map=Quadratic(scale=2.0),
+                               inverse_map=Quadratic(scale=0.4), objective=f, n_iter=2,
+                               extra_step=0.5, init="zero").double()  # fmt: skip
+    lipschitz = f.lipschitz(ray)
+    t = [float(s) / lipschitz for s in lmd.steps().detach()]
+    trace = lmd(y, ray, n_iter=6, trace=True)
+    x = trace.iterates
+    # learned iterations: x_{k+1} = 0.4 (2 x_k − t_k ∇f(x_k)), round trips included
+    x1 = 0.4 * (2 * x[0] - t[0] * f.gradient(x[0], y, ray))
+    x2 = 0.4 * (2 * x1 - t[1] * f.gradient(x1, y, ray))
+    torch.testing.assert_close(x[1], x1, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x[2], x2, rtol=1e-12, atol=1e-12)
+    # past them: gradient descent with step 0.4 · 0.5/L, no 0.8 shrinkage
+    plan = [0.4 * 0.5 / lipschitz] * 4
+    expected = _reference_gd(y, ray, f, plan, x2.detach())
+    torch.testing.assert_close(x[3:], torch.stack(expected[1:]), rtol=1e-10, atol=1e-12)
+    # the trace still reports the round-trip residual there: |0.8 x − x| = 0.2 |x|
+    torch.testing.assert_close(
+        trace.consistency[3], 0.2 * x[3].abs().flatten(1).mean(1), rtol=1e-10, atol=1e-14
+    )
 
 
 def test_accelerated_scheme_follows_its_formulas(ray, problem):

@@ -784,11 +784,11 @@ class LearnedMirrorDescent(Reconstructor):
             z = None
             for k in range(n):
                 value, grad = evaluate(x)
-                learned = k < self.n_iter
-                if learned or z is None or trace:
+                restart = k < self.n_iter or z is None  # past n_iter, z stays in the dual
+                if restart or trace:
                     mirrored = self.mirror_gradient(x, create_graph=create_graph)
-                    if learned or z is None:  # past n_iter, z stays in the dual space
-                        z = mirrored
+                if restart:
+                    z = mirrored
                 if trace:
                     values.append(value)
                     if self.inverse == "network":

@@ -8,6 +8,10 @@ multiply-adds per pixel); a U-Net of the same reach costs 3–6× more. PReLU ac
 network represent the (near-)linear maps a model correction mostly is.
 
 .. math:: N(x) = x + W_{\text{out}} * \sigma(W_L *_{d_L} \cdots \sigma(W_1 *_{d_1} x))
+    \; [+\, K * x]
+
+The optional linear path ``K * x`` (``linear_kernel=k``: one k×k convolution, no bias) gives the
+network an exact linear filter; the PReLU stack only approximates one, and Adam fits it slowly.
 
 Example
 -------
@@ -64,6 +68,12 @@ class DilatedCNN(nn.Module):
         ``[-1, 1]`` ("CoordConv"), so the network can apply position-dependent corrections that a
         translation-invariant CNN cannot: a model mismatch in PAT data grows with time (the best
         gain per time sample goes from 0.99 to 1.5 between an accurate and a regridding model).
+    linear_kernel : int
+        Size of the optional linear path ``K * x`` added to the output (odd, ≥ 1; ``0``, the
+        default, leaves it out). It starts at zero and :meth:`zero_last` zeroes it too. A model
+        correction is mostly a linear filter: in a forward-only fit of the 64² CT pair
+        (``experiment=ct_model_correction``, 400 Adam steps) a 5×5 path cut the model error to
+        0.0105 from 0.0119 without it (``Ã``: 0.0121).
     channels_last : bool
         Keep the weights and the hidden activations in the channels-last memory layout, which
         oneDNN runs 1.4–1.8× faster for these dilated convolutions on CPU (forward and backward,
@@ -88,6 +98,7 @@ class DilatedCNN(nn.Module):
         normalize: bool = False,
         ndim: int = 2,
         coordinates: bool = False,
+        linear_kernel: int = 0,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
@@ -121,6 +132,19 @@ class DilatedCNN(nn.Module):
             previous = channels
         self.hidden = nn.Sequential(*layers)
         self.out_conv = conv(previous, out_channels, 3, padding=1)
+        if not isinstance(linear_kernel, int) or isinstance(linear_kernel, bool):
+            raise ValueError(f"linear_kernel must be an int, got {linear_kernel!r}")
+        if linear_kernel < 0 or (linear_kernel and linear_kernel % 2 == 0):
+            raise ValueError(
+                f"linear_kernel must be 0 (no linear path) or an odd size ≥ 1, got {linear_kernel}"
+            )
+        self.linear_kernel = linear_kernel
+        self.linear: nn.Module | None = None
+        if linear_kernel:
+            self.linear = conv(
+                in_channels, out_channels, linear_kernel, padding=linear_kernel // 2, bias=False
+            )
+            nn.init.zeros_(self.linear.weight)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.channels, self.dilations, self.residual = channels, dilations, residual
         if not isinstance(normalize, bool):
@@ -145,6 +169,8 @@ class DilatedCNN(nn.Module):
             out = scale * self._layers(x / scale)
         else:
             out = self._layers(x)
+        if self.linear is not None:
+            out = out + self.linear(x)
         return x + out if self.residual else out
 
     def _layers(self, h: torch.Tensor) -> torch.Tensor:
@@ -158,14 +184,17 @@ class DilatedCNN(nn.Module):
         return self.out_conv(self.hidden(h)).contiguous()
 
     def zero_last(self) -> None:
-        """Zero the final convolution (a residual network then starts as the identity)."""
+        """Zero the last convolution and the linear path: a residual net is then the identity."""
         with torch.no_grad():
             self.out_conv.weight.zero_()
             if self.out_conv.bias is not None:
                 self.out_conv.bias.zero_()
+            if self.linear is not None:
+                self.linear.weight.zero_()
 
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, dilations={self.dilations}, residual={self.residual}, "
-            f"normalize={self.normalize}, coordinates={self.coordinates}"
+            f"normalize={self.normalize}, coordinates={self.coordinates}, "
+            f"linear_kernel={self.linear_kernel}"
         )

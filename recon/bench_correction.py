@@ -13,7 +13,11 @@ split (never seen in training or validation) it reports
 2. **TV reconstruction** (:func:`recon.correction.tv_descent`: the same λ, iterations, start
    and step :math:`1/L`, :math:`L` from :math:`\|A\|`) with :math:`A`, :math:`\tilde A` and
    :math:`A_q`, in the same run: PSNR/SSIM against the phantoms and seconds per image;
-3. optionally (``--unrolled NAME=RUN_DIR`` repeated) trained unrolled reconstructors evaluated on
+3. optionally (``--linear-bound N``) the errors of the best *linear* correction, a
+   convolution before and one after :math:`\tilde A` (and :math:`\tilde A^T`) fitted on ``N``
+   training images (:func:`recon.correction_bound.fit_linear_correction`): how much of the
+   mismatch filtering alone removes;
+4. optionally (``--unrolled NAME=RUN_DIR`` repeated) trained unrolled reconstructors evaluated on
    the same test data, each with the operator of its own run (e.g. the learned gradient scheme
    trained with :math:`\tilde A` and the same network trained with the frozen :math:`A_q`).
 
@@ -38,6 +42,7 @@ from omegaconf import OmegaConf
 
 from data_tools.metrics import psnr, ssim
 from recon.correction import load_correction, operator_errors, tv_descent
+from recon.correction_bound import fit_linear_correction, relative_errors
 from recon.data import build_split
 from recon.train import load_run
 
@@ -77,6 +82,42 @@ def _chunks(n: int, size: int):
         yield slice(start, min(n, start + size))
 
 
+def _linear_bound(
+    cfg, model, approx, accurate, x: torch.Tensor, y: torch.Tensor, args
+) -> dict[str, Any]:
+    """Best linear filters around Ã (fitted on training images) and their test errors."""
+    data = build_split(cfg.data, "train")
+    n = min(args.linear_bound, len(data))
+    x_train, y_train = (
+        torch.stack(v)[:, 0] for v in zip(*(data[i] for i in range(n)), strict=True)
+    )
+    both = set(approx.dtypes) & set(accurate.dtypes)
+    dtype = torch.float64 if torch.float64 in both else torch.float32
+
+    def pairs(images: torch.Tensor, data: torch.Tensor):
+        with torch.no_grad():
+            r = (model(images) - data).to(dtype)  # the residual the adjoint errors use
+            images = images.to(dtype)
+            return images, accurate(images), r, accurate.T(r)
+
+    x_tr, ax_tr, r_tr, atr_tr = pairs(x_train, y_train)
+    x_te, ax_te, r_te, atr_te = pairs(x, y)
+    forward = fit_linear_correction(
+        approx, x_tr, ax_tr, in_kernel=args.image_kernel, out_kernel=args.data_kernel
+    )
+    adjoint = fit_linear_correction(
+        approx.T, r_tr, atr_tr, in_kernel=args.data_kernel, out_kernel=args.image_kernel
+    )
+    with torch.no_grad():
+        return {
+            "n_train": n,
+            "image_kernel": args.image_kernel,
+            "data_kernel": args.data_kernel,
+            "forward": float(relative_errors(forward.correction(x_te), ax_te).mean()),
+            "adjoint": float(relative_errors(adjoint.correction(r_te), atr_te).mean()),
+        }
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; returns the results dict (also printed and written with ``--out``)."""
     parser = argparse.ArgumentParser(prog="python -m recon.bench_correction")
@@ -88,6 +129,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tv-eps", type=float, default=0.01)
     parser.add_argument("--tv-iter", type=int, default=200)
     parser.add_argument("--no-tv", action="store_true", help="errors only")
+    parser.add_argument(
+        "--linear-bound", type=int, default=0, metavar="N",
+        help="also fit the best linear filters around Ã on N training images (0: skip)",
+    )  # fmt: skip
+    parser.add_argument("--image-kernel", type=int, default=7, help="linear bound's image kernel")
+    parser.add_argument("--data-kernel", type=int, default=9, help="linear bound's data kernel")
     parser.add_argument("--unrolled", action="append", default=[], metavar="NAME=RUN_DIR")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="JSON results")
@@ -120,6 +167,15 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"| approximate Ã | {err['forward_approx']:.4f} | {err['adjoint_approx']:.4f} |")
     print(f"| learned A_q | {err['forward_model']:.4f} | {err['adjoint_model']:.4f} |")
     print(f"| ratio Ã / A_q | {results['forward_ratio']:.2f}× | {results['adjoint_ratio']:.2f}× |")
+    if args.linear_bound:
+        bound = _linear_bound(cfg, model, approx, accurate, x, y, args)
+        results["linear_bound"] = bound
+        print(
+            f"| best linear filters around Ã ({bound['image_kernel']}² image, "
+            f"{bound['data_kernel']}² data; fitted on {bound['n_train']} training images) | "
+            f"{bound['forward']:.4f} ({err['forward_approx'] / bound['forward']:.2f}×) | "
+            f"{bound['adjoint']:.4f} ({err['adjoint_approx'] / bound['adjoint']:.2f}×) |"
+        )
 
     if not args.no_tv:
         lam = float(args.tv_lam if args.tv_lam is not None else cfg.objective.lam)

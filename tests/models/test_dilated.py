@@ -117,3 +117,30 @@ def test_coordinates_let_the_net_learn_a_position_dependent_gain():
     assert DilatedCNN(ndim=3, coordinates=True)(torch.zeros(1, 1, 4, 5, 6)).shape == (1, 1, 4, 5, 6)
     with pytest.raises(ValueError, match="coordinates"):
         DilatedCNN(coordinates=1)
+
+
+def test_linear_path_starts_at_zero_and_fits_a_filter_exactly():
+    torch.manual_seed(0)
+    net = DilatedCNN(channels=4, dilations=(1, 2), linear_kernel=3, normalize=True).double()
+    x = torch.randn(2, 1, 9, 11, dtype=torch.float64)
+    assert torch.count_nonzero(net.linear.weight) == 0  # the linear path starts at zero
+    with torch.no_grad():
+        net.linear.weight.normal_()
+    assert not torch.allclose(net(x), x)
+    net.zero_last()
+    assert torch.equal(net(x), x)  # zero_last zeroes the linear path as well
+    # with the hidden stack silenced, the net is exactly x + K * x: a known 3×3 filter
+    kernel = torch.tensor(
+        [[0.0, 0.1, 0.0], [0.2, -0.5, 0.3], [0.0, 0.05, 0.0]], dtype=torch.float64
+    )
+    with torch.no_grad():
+        net.linear.weight.copy_(kernel.view(1, 1, 3, 3))
+    expected = x + torch.nn.functional.conv2d(x, kernel.view(1, 1, 3, 3), padding=1)
+    assert torch.allclose(net(x), expected, atol=1e-14)
+    for alpha in (1e-3, 7.0):  # still scale-equivariant with normalize=True
+        assert torch.allclose(net(alpha * x), alpha * net(x), rtol=1e-10, atol=1e-14)
+    assert "linear_kernel=3" in repr(net)
+    assert DilatedCNN(linear_kernel=5, ndim=3)(torch.zeros(1, 1, 4, 5, 6)).shape == (1, 1, 4, 5, 6)
+    for bad in (2, -1, True, 3.0):
+        with pytest.raises(ValueError, match="linear_kernel"):
+            DilatedCNN(linear_kernel=bad)

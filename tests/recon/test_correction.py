@@ -257,10 +257,15 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(compose_c
     results = bench([
         "--run", str(tmp_path / "correction"), "--tv-iter", "3", "--out", str(out),
         "--unrolled", f"corrected={tmp_path / 'lg'}",
+        "--linear-bound", "4", "--image-kernel", "3", "--data-kernel", "3",
     ])  # fmt: skip
     assert out.is_file() and results["n_test"] == 3
     errors = results["errors"]
     assert 0 < errors["forward_approx"] < 2 and 0 < errors["forward_model"] < 2
+    bound = results["linear_bound"]  # filters fitted on 4 training images, errors on the test 3
+    assert bound["n_train"] == 4 and bound["image_kernel"] == bound["data_kernel"] == 3
+    assert 0 < bound["forward"] < errors["forward_approx"]
+    assert 0 < bound["adjoint"] < 2
     assert set(results["tv"]["methods"]) == {"accurate A", "approximate Ã", "learned A_q"}
     assert all(r["seconds_per_image"] > 0 for r in results["tv"]["methods"].values())
     assert results["unrolled"]["corrected"]["psnr"] > 0

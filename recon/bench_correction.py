@@ -41,8 +41,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from data_tools.metrics import psnr, ssim
+from operators.learned import relative_error
 from recon.correction import load_correction, operator_errors, tv_descent
-from recon.correction_bound import fit_linear_correction, relative_errors
+from recon.correction_bound import fit_linear_correction
 from recon.data import build_split
 from recon.train import load_run
 
@@ -94,9 +95,9 @@ def _linear_bound(
     both = set(approx.dtypes) & set(accurate.dtypes)
     dtype = torch.float64 if torch.float64 in both else torch.float32
 
-    def pairs(images: torch.Tensor, data: torch.Tensor):
+    def pairs(images: torch.Tensor, measured: torch.Tensor):
         with torch.no_grad():
-            r = (model(images) - data).to(dtype)  # the residual the adjoint errors use
+            r = (model(images) - measured).to(dtype)  # the residual the adjoint errors use
             images = images.to(dtype)
             return images, accurate(images), r, accurate.T(r)
 
@@ -113,8 +114,8 @@ def _linear_bound(
             "n_train": n,
             "image_kernel": args.image_kernel,
             "data_kernel": args.data_kernel,
-            "forward": float(relative_errors(forward.correction(x_te), ax_te).mean()),
-            "adjoint": float(relative_errors(adjoint.correction(r_te), atr_te).mean()),
+            "forward": float(relative_error(forward.correction(x_te), ax_te).mean()),
+            "adjoint": float(relative_error(adjoint.correction(r_te), atr_te).mean()),
         }
 
 

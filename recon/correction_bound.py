@@ -36,7 +36,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FilteredOperator", "LinearFit", "fit_linear_correction", "relative_errors"]
+from operators.learned import relative_error
+
+__all__ = ["FilteredOperator", "LinearFit", "fit_linear_correction"]
 
 _NDIMS = (2, 3)
 
@@ -125,12 +127,6 @@ class LinearFit:
     initial_error: float  #: the same for the operator alone (identity kernels)
 
 
-def relative_errors(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    r"""Per-sample :math:`\|e_i - t_i\| / \|t_i\|` over all but the first dimension."""
-    num = (estimate - target).flatten(1).norm(dim=1)
-    return num / target.flatten(1).norm(dim=1).clamp_min(torch.finfo(target.dtype).tiny)
-
-
 def fit_linear_correction(
     op: Any,
     inputs: torch.Tensor,
@@ -184,7 +180,7 @@ def fit_linear_correction(
         dtype=inputs.dtype,
     )
     with torch.no_grad():
-        initial = float(relative_errors(model(inputs), targets).mean())
+        initial = float(relative_error(model(inputs), targets).mean())
     optimizer = torch.optim.LBFGS(
         model.parameters(),
         lr=1.0,
@@ -197,12 +193,12 @@ def fit_linear_correction(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = relative_errors(model(inputs), targets).pow(2).mean()
+        loss = relative_error(model(inputs), targets).pow(2).mean()
         loss.backward()
         return loss
 
     optimizer.step(closure)
     model.requires_grad_(False)
     with torch.no_grad():
-        final = float(relative_errors(model(inputs), targets).mean())
+        final = float(relative_error(model(inputs), targets).mean())
     return LinearFit(correction=model, train_error=final, initial_error=initial)

@@ -5,7 +5,8 @@ import torch
 from torch.nn import functional
 
 from operators import MatrixOperator
-from recon.correction_bound import FilteredOperator, fit_linear_correction, relative_errors
+from operators.learned import relative_error
+from recon.correction_bound import FilteredOperator, fit_linear_correction
 
 BLUR = torch.tensor([[0.05, 0.1, 0.05], [0.1, 0.4, 0.1], [0.05, 0.1, 0.05]], dtype=torch.float64)
 
@@ -27,7 +28,7 @@ def test_a_data_space_blur_after_the_operator_is_fitted_exactly():
     fit = fit_linear_correction(approx, x_train, _blur(approx(x_train)), in_kernel=3, out_kernel=3)
     assert fit.initial_error > 0.4  # Ã alone: the blur changes the data by ~60 %
     assert fit.train_error < 1e-5
-    assert relative_errors(fit.correction(x_test), _blur(approx(x_test))).max() < 1e-5
+    assert relative_error(fit.correction(x_test), _blur(approx(x_test))).max() < 1e-5
     assert not any(p.requires_grad for p in fit.correction.parameters())
 
 

@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="JSON results")
     args = parser.parse_args(argv)
+    if args.linear_bound < 0:
+        parser.error(
+            f"--linear-bound takes a number of training images ≥ 0, got {args.linear_bound}"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     run_dir = Path(args.run).expanduser()

@@ -231,7 +231,9 @@ def _train_run(cfg, run_dir):
     return result
 
 
-def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(compose_cfg, tmp_path):
+def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
+    compose_cfg, tmp_path, capsys
+):
     """recon-train experiment=pat_model_correction (tiny), then bench_correction on its test
     split, then experiment=pat_unrolled_corrected with the frozen A_q as its operator."""
     from recon.bench_correction import main as bench
@@ -269,6 +271,9 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(compose_c
     assert set(results["tv"]["methods"]) == {"accurate A", "approximate Ã", "learned A_q"}
     assert all(r["seconds_per_image"] > 0 for r in results["tv"]["methods"].values())
     assert results["unrolled"]["corrected"]["psnr"] > 0
+    with pytest.raises(SystemExit):
+        bench(["--run", str(tmp_path / "correction"), "--linear-bound", "-1"])
+    assert "--linear-bound takes a number" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="not a recon-train run"):
         bench(["--run", str(tmp_path)])
 

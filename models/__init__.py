@@ -32,7 +32,15 @@ from models.dncnn import DnCNN
 from models.drunet import DRUNet
 from models.gan import GAN, Critic, Generator, gradient_penalty
 from models.gsdenoiser import GSDenoiser
-from models.icnn import ICNN, ICNN_ACTIVATIONS, NonNegativeConv, Quadratic, input_gradient
+from models.icnn import (
+    ICNN,
+    ICNN_ACTIVATIONS,
+    InverseSpectralQuadratic,
+    NonNegativeConv,
+    Quadratic,
+    SpectralQuadratic,
+    input_gradient,
+)
 from models.unet import UPSAMPLING, UNet
 
 __all__ = [
@@ -53,7 +61,9 @@ __all__ = [
     "GSDenoiser",
     "Generator",
     "NonNegativeConv",
+    "InverseSpectralQuadratic",
     "Quadratic",
+    "SpectralQuadratic",
     "ResidualBlock",
     "UNet",
     "VAEOutput",

@@ -8,7 +8,8 @@ image, :math:`\psi(x)`, that is convex in the input by construction:
     z_1 &= \sigma(W_0 x + b_0), \\
     z_{l+1} &= \sigma\big(V_l^{+} * z_l + W_l x + b_l\big), \qquad l = 1, …, L-1, \\
     \psi(x) &= \sum_{\text{pixels}} a^{+} \cdot z_L
-              + \tfrac12\|C x\|_2^2 + \frac{s}{2}\,\|x\|_2^2 .
+              + \tfrac12\|C x\|_2^2 + \tfrac12\langle x, M x\rangle
+              + \frac{s}{2}\,\|x\|_2^2 .
 
 The hidden path (:math:`V_l^{+}`, :math:`a^{+}`) has non-negative weights, parametrised as
 :math:`\operatorname{softplus}` (:math:`V_l^+`) or squares (:math:`a^+`) of unconstrained raw
@@ -27,9 +28,13 @@ and the optional learnable :math:`\tfrac12\|C x\|^2` (:math:`C` a convolution wi
 weights, ``quadratic_kernel``, ``quadratic_channels``) adds a learned positive semi-definite
 convolution :math:`C^T C` to :math:`\nabla\psi`: a linear preconditioner. :math:`C` starts as
 :math:`\sqrt q` times the identity (and small noise in its extra channels), :math:`q` =
-``quadratic``. With a small ``output_scale`` the network term starts small, so an untrained
-:class:`ICNN` is nearly :math:`\tfrac{s + q}{2}\|x\|^2`: a mirror map whose gradient is nearly a
-multiple of the identity, with a known inverse.
+``quadratic``. The optional :math:`\tfrac12\langle x, Mx\rangle` (``spectral``,
+:class:`SpectralQuadratic`) is a learned positive-definite *global* convolution, diagonal in the
+Fourier basis of a fixed image grid (``spectral_shape``): a preconditioner with the support of
+the whole image, such as the ramp-like filters that invert a ray transform's normal operator,
+which no small kernel :math:`C` can represent. With a small ``output_scale`` the network term
+starts small, so an untrained :class:`ICNN` is nearly :math:`\tfrac{s + q + m_0}{2}\|x\|^2`: a
+mirror map whose gradient is nearly a multiple of the identity, with a known inverse.
 
 :class:`Quadratic` is the exact quadratic :math:`\tfrac{c}{2}\|x\|^2` (the Euclidean mirror
 map), and :func:`input_gradient` evaluates :math:`\nabla\psi(x)` by automatic differentiation,
@@ -58,7 +63,15 @@ from torch.nn import functional as F
 
 from models.blocks import _check_ndim, _check_positive_int, conv_layer
 
-__all__ = ["ICNN_ACTIVATIONS", "ICNN", "NonNegativeConv", "Quadratic", "input_gradient"]
+__all__ = [
+    "ICNN_ACTIVATIONS",
+    "ICNN",
+    "NonNegativeConv",
+    "InverseSpectralQuadratic",
+    "Quadratic",
+    "SpectralQuadratic",
+    "input_gradient",
+]
 
 #: Convex, non-decreasing activations accepted by :class:`ICNN`.
 ICNN_ACTIVATIONS: tuple[str, ...] = ("softplus", "elu", "leaky_relu")
@@ -260,6 +273,17 @@ class ICNN(nn.Module):
     output_scale : float
         Mean initial weight of :math:`a^+` times ``channels`` (small: the network term starts
         small next to the quadratic; :math:`a^+` is squared raw weights, so it can grow).
+    spectral : float
+        :math:`m_0 \ge 0`: the learnable Fourier-diagonal quadratic
+        :math:`\tfrac12\langle x, Mx\rangle` (:class:`SpectralQuadratic`) starts as
+        :math:`\tfrac{m_0}{2}\|x\|^2`; ``0`` (default) for none.
+    spectral_shape : sequence of int, optional
+        The spatial shape of the inputs, needed when ``spectral > 0`` (the multiplier has one
+        value per frequency of this grid; other shapes are refused).
+    spectral_rate : float
+        :math:`\kappa > 0` of :class:`SpectralQuadratic`: the multiplier is
+        :math:`m_0 e^{\kappa\rho}`, so an optimiser step moves its logarithm :math:`\kappa`
+        times as far as a network weight.
     ndim : {2, 3}
         Spatial dimensions.
 
@@ -273,6 +297,8 @@ class ICNN(nn.Module):
         :math:`a^+`, a 1×1 non-negative convolution to one channel (``"square"``).
     quadratic_layer : torch.nn.Module or None
         :math:`C` (``None`` when ``quadratic == 0``).
+    spectral_layer : SpectralQuadratic or None
+        :math:`\tfrac12\langle x, Mx\rangle` (``None`` when ``spectral == 0``).
 
     Raises
     ------
@@ -305,6 +331,9 @@ class ICNN(nn.Module):
         quadratic_kernel: int = 1,
         quadratic_channels: int | None = None,
         output_scale: float = 0.001,
+        spectral: float = 0.0,
+        spectral_shape: Sequence[int] | None = None,
+        spectral_rate: float = 1.0,
         ndim: int = 2,
     ) -> None:
         super().__init__()
@@ -360,6 +389,16 @@ class ICNN(nn.Module):
                 centre = (quadratic_kernel // 2,) * self.ndim
                 for c in range(in_channels):
                     weight[(c, c, *centre)] = math.sqrt(quadratic)
+        self.spectral_layer = None
+        if _check_non_negative("spectral", spectral) > 0:
+            if spectral_shape is None:
+                raise ValueError(
+                    "spectral > 0 needs spectral_shape, the spatial shape of the inputs "
+                    "(e.g. the operator's image_shape)"
+                )
+            self.spectral_layer = SpectralQuadratic(
+                spectral_shape, init=spectral, rate=spectral_rate, ndim=self.ndim
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`\\psi(x)` for ``x`` of shape ``(B, in_channels, *spatial)``; returns ``(B,)``."""
@@ -376,6 +415,8 @@ class ICNN(nn.Module):
             value = value + 0.5 * self.strong_convexity * x.flatten(1).square().sum(1)
         if self.quadratic_layer is not None:
             value = value + 0.5 * self.quadratic_layer(x).flatten(1).square().sum(1)
+        if self.spectral_layer is not None:
+            value = value + self.spectral_layer(x)
         return value
 
     def extra_repr(self) -> str:
@@ -414,3 +455,151 @@ class Quadratic(nn.Module):
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
+
+
+class _FourierDiagonalQuadratic(nn.Module):
+    """½⟨x, Mx⟩ with M diagonal in the Fourier basis of a fixed grid; subclasses give m(ω)."""
+
+    shape: tuple[int, ...]
+    ndim: int
+
+    def multiplier(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def _dims(self) -> tuple[int, ...]:
+        return tuple(range(-self.ndim, 0))
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.ndim != self.ndim + 2 or tuple(x.shape[-self.ndim :]) != self.shape:
+            raise ValueError(
+                f"{type(self).__name__} was built for inputs (B, C, *{list(self.shape)}), got "
+                f"{tuple(x.shape)}"
+            )
+
+    def _filter(self, x: torch.Tensor, multiplier: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.fft.fftn(x, dim=self._dims, norm="ortho")
+        return torch.fft.ifftn(multiplier * spectrum, dim=self._dims, norm="ortho").real
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\tfrac12\langle x, Mx\rangle` per batch element, ``(B,)``."""
+        self._check(x)
+        spectrum = torch.fft.fftn(x, dim=self._dims, norm="ortho")
+        weighted = self.multiplier() * (spectrum.real.square() + spectrum.imag.square())
+        return 0.5 * weighted.flatten(1).sum(1)
+
+    def gradient(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\nabla\psi(x) = Mx` (without autograd)."""
+        self._check(x)
+        return self._filter(x, self.multiplier())
+
+    def inverse_gradient(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\nabla\psi^*(z) = M^{-1}z`."""
+        self._check(z)
+        return self._filter(z, 1.0 / self.multiplier())
+
+
+class SpectralQuadratic(_FourierDiagonalQuadratic):
+    r"""A learned Fourier-diagonal quadratic :math:`\psi(x) = \tfrac12\langle x, Mx\rangle`.
+
+    :math:`M = \mathcal F^{-1} \operatorname{diag}(m)\, \mathcal F` with the orthonormal
+    discrete Fourier transform :math:`\mathcal F` over the spatial axes of a fixed grid
+    (``shape``; the same :math:`M` for every channel) and a multiplier
+
+    .. math:: m(\omega) = m_0 \exp\big(\tfrac{\kappa}{2}(\rho(\omega) + \rho(-\omega))\big)
+              > 0,
+
+    symmetric in :math:`\omega`, so :math:`M` is a real, symmetric, positive-definite periodic
+    convolution: :math:`\psi` is strongly convex with :math:`\nabla\psi(x) = Mx`,
+    :math:`\nabla\psi^*(z) = M^{-1}z` (:meth:`inverse_gradient`). Its reach is the whole image,
+    so it can learn a global preconditioner such as a ramp-like filter (the normal operator
+    :math:`A^TA` of a parallel-beam ray transform is close to the filter :math:`1/|\omega|`).
+    :math:`\rho` starts at 0 (:math:`M = m_0 I`); the rate :math:`\kappa` scales how fast
+    an optimiser moves :math:`\log m`.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The spatial shape of the inputs (``ndim`` entries).
+    init : float
+        :math:`m_0 > 0`.
+    rate : float
+        :math:`\kappa > 0`.
+    ndim : {2, 3}
+        Spatial dimensions.
+
+    Attributes
+    ----------
+    log_multiplier : torch.nn.Parameter
+        :math:`\rho`, of shape ``shape``.
+
+    Example
+    -------
+    >>> q = SpectralQuadratic((8, 8), init=2.0)
+    >>> x = torch.randn(3, 1, 8, 8)
+    >>> torch.allclose(input_gradient(q, x), 2 * x, atol=1e-5), q(x).shape
+    (True, torch.Size([3]))
+    """
+
+    def __init__(
+        self, shape: Sequence[int], *, init: float = 1.0, rate: float = 1.0, ndim: int = 2
+    ) -> None:
+        super().__init__()
+        self.ndim = _check_ndim(ndim)
+        shape = tuple(int(n) for n in shape)
+        if len(shape) != self.ndim or min(shape) < 1:
+            raise ValueError(f"shape must be {self.ndim} positive sizes, got {list(shape)}")
+        self.shape = shape
+        self.init = _check_non_negative("init", init, positive=True)
+        self.rate = _check_non_negative("rate", rate, positive=True)
+        self.log_multiplier = nn.Parameter(torch.zeros(shape))
+
+    def multiplier(self) -> torch.Tensor:
+        r""":math:`m(\omega)`, of shape ``shape``, in ``torch.fft.fftn``'s frequency order."""
+        rho = self.log_multiplier
+        mirrored = torch.roll(torch.flip(rho, self._dims), (1,) * self.ndim, self._dims)
+        return self.init * torch.exp(0.5 * self.rate * (rho + mirrored))
+
+    def extra_repr(self) -> str:
+        return f"shape={list(self.shape)}, init={self.init}, rate={self.rate}, ndim={self.ndim}"
+
+
+class InverseSpectralQuadratic(_FourierDiagonalQuadratic):
+    r"""The conjugate of :math:`\tfrac12\langle x, (M + cI)x\rangle` for a
+    :class:`SpectralQuadratic` :math:`M`: :math:`\tfrac12\langle z, (M + cI)^{-1}z\rangle`.
+
+    It shares :math:`M`'s parameters (``quadratic`` is a registered submodule, so the state
+    dict names them twice and an optimiser sees them once), so its gradient inverts
+    :math:`x \mapsto (M + cI)x` exactly however :math:`M` is trained. Learned mirror descent ties
+    the inverse map's quadratic to the mirror map's this way (``tie_spectral``).
+
+    Parameters
+    ----------
+    quadratic : SpectralQuadratic
+        :math:`M`.
+    shift : float
+        :math:`c \ge 0` (e.g. the mirror map's strong convexity).
+
+    Example
+    -------
+    >>> q = SpectralQuadratic((8, 8), init=2.0)
+    >>> x = torch.randn(3, 1, 8, 8)
+    >>> inverse = InverseSpectralQuadratic(q, shift=0.5)
+    >>> torch.allclose(input_gradient(inverse, q.gradient(x) + 0.5 * x), x, atol=1e-5)
+    True
+    """
+
+    def __init__(self, quadratic: SpectralQuadratic, *, shift: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(quadratic, SpectralQuadratic):
+            raise ValueError(f"quadratic must be a SpectralQuadratic, got {type(quadratic)}")
+        self.quadratic = quadratic
+        self.shift = _check_non_negative("shift", shift)
+        self.shape, self.ndim = quadratic.shape, quadratic.ndim
+
+    def multiplier(self) -> torch.Tensor:
+        r""":math:`1 / (m(\omega) + c)`."""
+        return 1.0 / (self.quadratic.multiplier() + self.shift)
+
+    def extra_repr(self) -> str:
+        return f"shift={self.shift}"

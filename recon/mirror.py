@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from models.icnn import input_gradient
+from models.icnn import InverseSpectralQuadratic, SpectralQuadratic, input_gradient
 from recon.base import Reconstructor, check_measurements
 from recon.classical import (
     _check_n_iter,
@@ -279,6 +279,11 @@ def _default_step(step: float | None, objective: Objective, op: _LinearOperatorL
 
 
 # --------------------------------------------------------------------------- baselines
+def _project(x: torch.Tensor, nonneg: bool) -> torch.Tensor:
+    """The Euclidean projection onto ``{x >= 0}`` when ``nonneg``, else ``x``."""
+    return x.clamp_min(0) if nonneg else x
+
+
 def gradient_descent(
     y: torch.Tensor,
     op: _LinearOperatorLike,
@@ -289,11 +294,14 @@ def gradient_descent(
     x0: torch.Tensor | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
     return_objective: bool = False,
+    nonneg: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Gradient descent with a fixed step, :math:`x_{k+1} = x_k - t\,\nabla f(x_k)`.
 
     The Euclidean baseline of :class:`LearnedMirrorDescent` (mirror descent with
-    :math:`\psi = \tfrac12\|x\|^2`). Converges for :math:`0 < t < 2/L`.
+    :math:`\psi = \tfrac12\|x\|^2`). Converges for :math:`0 < t < 2/L`. With ``nonneg``,
+    projected gradient descent for :math:`\min_{x \ge 0} f`:
+    :math:`x_{k+1} = \max(x_k - t\,\nabla f(x_k), 0)` (and :math:`x_0` projected).
 
     Parameters
     ----------
@@ -314,6 +322,8 @@ def gradient_descent(
         ``callback(k, x)`` after iteration ``k``.
     return_objective : bool
         Also return :math:`f(x_k)` after every iteration.
+    nonneg : bool
+        Keep the iterates non-negative (the projection above).
 
     Returns
     -------
@@ -332,11 +342,12 @@ def gradient_descent(
     n_iter = _check_n_iter(n_iter)
     batch_shape = check_measurements(y, op)
     step = _default_step(step, objective, op)
-    x = _initial_guess(x0, y, batch_shape, tuple(op.domain_shape))
+    nonneg = _check_bool("nonneg", nonneg)
+    x = _project(_initial_guess(x0, y, batch_shape, tuple(op.domain_shape)), nonneg)
     values = []
     _, grad = _value_and_gradient(objective, x, y, op, create_graph=False)
     for k in range(n_iter):
-        x = x - step * grad
+        x = _project(x - step * grad, nonneg)
         if callback is not None:
             callback(k, x)
         if return_objective or k + 1 < n_iter:
@@ -358,6 +369,7 @@ def nesterov_gradient(
     x0: torch.Tensor | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
     return_objective: bool = False,
+    nonneg: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Nesterov's accelerated gradient (FISTA's momentum without a proximal step).
 
@@ -370,7 +382,8 @@ def nesterov_gradient(
     from :math:`v_0 = x_0`, :math:`\tau_0 = 1`; :math:`f(x_k) - f^* = O(1/k^2)` for
     :math:`t \le 1/L`. Same parameters and returns as :func:`gradient_descent`; with
     ``return_objective`` the values are :math:`f(x_k)` (one more forward operator application per
-    iteration).
+    iteration). With ``nonneg`` the gradient step is projected,
+    :math:`x_{k+1} = \max(v_k - t\,\nabla f(v_k), 0)`: FISTA for :math:`\min_{x \ge 0} f`.
 
     Example
     -------
@@ -383,12 +396,13 @@ def nesterov_gradient(
     n_iter = _check_n_iter(n_iter)
     batch_shape = check_measurements(y, op)
     step = _default_step(step, objective, op)
-    x = _initial_guess(x0, y, batch_shape, tuple(op.domain_shape))
+    nonneg = _check_bool("nonneg", nonneg)
+    x = _project(_initial_guess(x0, y, batch_shape, tuple(op.domain_shape)), nonneg)
     v, tau = x, 1.0
     values = []
     for k in range(n_iter):
         _, grad = _value_and_gradient(objective, v, y, op, create_graph=False)
-        x_new = v - step * grad
+        x_new = _project(v - step * grad, nonneg)
         tau_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tau * tau))
         v = x_new + ((tau - 1.0) / tau_new) * (x_new - x)
         x, tau = x_new, tau_new
@@ -426,6 +440,28 @@ class MirrorTrace(NamedTuple):
     consistency: torch.Tensor
 
 
+def _tie_spectral(mirror_map: nn.Module, inverse_map: nn.Module | None) -> None:
+    """Give ``inverse_map`` the exact inverse of ``mirror_map``'s spectral quadratic."""
+    spectral = getattr(mirror_map, "spectral_layer", None)
+    if not isinstance(spectral, SpectralQuadratic):
+        raise ValueError(
+            "tie_spectral needs a mirror map with a spectral quadratic (an ICNN with spectral > 0)"
+        )
+    if getattr(mirror_map, "quadratic_layer", None) is not None:
+        raise ValueError(
+            "tie_spectral needs the mirror map's quadratic: 0 (the tied inverse inverts M + sI "
+            "only)"
+        )
+    if not hasattr(inverse_map, "spectral_layer") or inverse_map.spectral_layer is not None:
+        raise ValueError(
+            "tie_spectral needs an inverse map (an ICNN) without a spectral term of its own "
+            "(spectral: 0)"
+        )
+    inverse_map.spectral_layer = InverseSpectralQuadratic(
+        spectral, shift=mirror_map.strong_convexity
+    )
+
+
 def _logit(p: float) -> float:
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
@@ -458,6 +494,13 @@ class LearnedMirrorDescent(Reconstructor):
         \tilde x_{k+1} &= \bar x_k - \gamma_k \nabla f(\bar x_k),
 
     and the iterates are :math:`x_k = \tilde x_k`.
+
+    **Non-negativity** (``nonneg=True``, for :math:`\min_{x \ge 0} f` like the protocol's TV):
+    :math:`x_0` and every primal iterate are projected onto :math:`\{x \ge 0\}`. In the
+    accelerated scheme this is Krichene et al.'s primal step taken in the feasible set,
+    :math:`\tilde x_{k+1} = \max(\bar x_k - \gamma_k \nabla f(\bar x_k), 0)`; in the plain
+    scheme :math:`x_{k+1} = \max(\nabla\varphi(\cdot), 0)` (a Euclidean, not a Bregman,
+    projection).
 
     The steps are learned in a bounded range: :math:`t_k = (a + (b - a)\,\operatorname{sigmoid}
     (\kappa\theta_k)) / L` with ``step_range = (a, b)``, ``logit_scale`` :math:`\kappa` and
@@ -523,6 +566,17 @@ class LearnedMirrorDescent(Reconstructor):
         Hessian-vector products each), warm-started at the current iterate.
     newton_steps, cg_steps : int
         Iterations of the Newton inverse.
+    nonneg : bool
+        Keep the iterates non-negative (above).
+    tie_spectral : bool
+        Tie the inverse map's Fourier-diagonal quadratic to the mirror map's: with
+        :math:`\psi = N_\psi + \tfrac12\langle x, (M + sI)x\rangle` (an :class:`~models.icnn.ICNN`
+        with ``spectral > 0``, ``quadratic = 0`` and strong convexity :math:`s`), the inverse map
+        (an ICNN with ``spectral = 0``) gets :math:`\tfrac12\langle z, (M + sI)^{-1}z\rangle`
+        (:class:`~models.icnn.InverseSpectralQuadratic`, sharing :math:`M`'s parameters): the
+        quadratic parts are exact inverses however :math:`M` trains, and the networks learn only
+        the non-quadratic remainder. Without it the consistency term has to drag a separately
+        learned :math:`M_\varphi` along with :math:`M^{-1}`, which slows training down.
     init : {"fbp", "adjoint", "zero"}
         :math:`x_0`: the Hann-filtered FBP (FDK in 3D; needs a :class:`~operators.RayTransform`),
         :math:`A^T y/\|A\|^2`, or zeros.
@@ -573,6 +627,8 @@ class LearnedMirrorDescent(Reconstructor):
         newton_steps: int = 3,
         cg_steps: int = 10,
         init: str = "fbp",
+        nonneg: bool = False,
+        tie_spectral: bool = False,
         ndim: int = 2,
     ) -> None:
         super().__init__()
@@ -612,6 +668,10 @@ class LearnedMirrorDescent(Reconstructor):
         self.newton_steps = _check_int("newton_steps", newton_steps, minimum=1)
         self.cg_steps = _check_int("cg_steps", cg_steps, minimum=1)
         self.init = init
+        self.nonneg = _check_bool("nonneg", nonneg)
+        self.tie_spectral = _check_bool("tie_spectral", tie_spectral)
+        if self.tie_spectral:
+            _tie_spectral(mirror_map, inverse_map)
         self.ndim = _check_ndim(ndim)
         logit = _logit((step_init - bounds[0]) / (bounds[1] - bounds[0])) / self.logit_scale
         self.step_logits = nn.Parameter(torch.full((self.n_iter,), logit))
@@ -750,7 +810,7 @@ class LearnedMirrorDescent(Reconstructor):
         create_graph = torch.is_grad_enabled()
         lipschitz = _lipschitz(self.objective, op) or 1.0
         n_images = y_flat.shape[0]
-        x = self._initial(y_flat, op)
+        x = _project(self._initial(y_flat, op), self.nonneg)
 
         def evaluate(point):
             value, grad = _value_and_gradient(
@@ -777,7 +837,7 @@ class LearnedMirrorDescent(Reconstructor):
                 t = self._step(self.step_logits, k) / lipschitz
                 gamma = self._step(self.gamma_logits, k) / lipschitz
                 z = z - ((k + 1) / self.r) * t * grad
-                x_tilde = x_bar - gamma * grad
+                x_tilde = _project(x_bar - gamma * grad, self.nonneg)
                 iterates.append(x_tilde)
             x = x_tilde
         else:
@@ -797,6 +857,7 @@ class LearnedMirrorDescent(Reconstructor):
                 t = self._step(self.step_logits, k) / lipschitz
                 z = z - t * grad
                 x = self.inverse_gradient(z, start=x, create_graph=create_graph)
+                x = _project(x, self.nonneg)
                 iterates.append(x)
         out = x.reshape(*batch_shape, *op.domain_shape)
         if not trace:
@@ -815,7 +876,8 @@ class LearnedMirrorDescent(Reconstructor):
         return (
             f"objective={self.objective!r}, n_iter={self.n_iter}, run_iter={self.run_iter}, "
             f"accelerated={self.accelerated}, step_range={self.step_range}, "
-            f"inverse={self.inverse!r}, init={self.init!r}, ndim={self.ndim}"
+            f"inverse={self.inverse!r}, init={self.init!r}, nonneg={self.nonneg}, "
+            f"tie_spectral={self.tie_spectral}, ndim={self.ndim}"
         )
 
 

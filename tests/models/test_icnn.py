@@ -1,5 +1,6 @@
 """Tests of models.icnn: convexity along lines, monotone and strongly monotone gradients, the
-non-negative parametrisation surviving optimisation, the quadratic terms, shapes and errors."""
+non-negative parametrisation surviving optimisation, the quadratic terms (also the spectral one:
+a symmetric positive-definite periodic convolution with an exact inverse), shapes and errors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import nn
 
 import models.icnn
 from models import ICNN, ICNN_ACTIVATIONS, NonNegativeConv, Quadratic, input_gradient
+from models.icnn import InverseSpectralQuadratic, SpectralQuadratic
 
 
 def _scrambled(net: ICNN, seed: int = 0) -> ICNN:
@@ -150,6 +152,53 @@ def test_quadratic_potential():
     torch.testing.assert_close(Quadratic()(x), 0.5 * x.flatten(1).square().sum(1))
 
 
+@pytest.mark.parametrize("shape", [(6, 7), (4, 5, 6)])
+def test_spectral_quadratic_is_a_symmetric_positive_definite_convolution(shape):
+    ndim = len(shape)
+    torch.manual_seed(0)
+    q = SpectralQuadratic(shape, init=0.7, rate=1.0, ndim=ndim).double()
+    with torch.no_grad():
+        q.log_multiplier.normal_(0.0, 1.5)  # multipliers spread over ~e^±4
+    m = q.multiplier()
+    dims = tuple(range(-ndim, 0))
+    torch.testing.assert_close(m, torch.roll(torch.flip(m, dims), (1,) * ndim, dims))  # m(ω)=m(−ω)
+    gen = torch.Generator().manual_seed(5)
+    x, y = (torch.randn(3, 2, *shape, generator=gen, dtype=torch.float64) for _ in range(2))
+    mx, my = q.gradient(x), q.gradient(y)
+    torch.testing.assert_close(input_gradient(q, x), mx)  # ∇ψ = Mx, also by autograd
+    torch.testing.assert_close(q(x), 0.5 * _inner(x, mx))
+    torch.testing.assert_close(_inner(mx, y), _inner(x, my), rtol=1e-12, atol=1e-10)  # Mᵀ = M
+    quad = _inner(x, mx) / _inner(x, x)
+    assert (quad >= m.min() * (1 - 1e-12)).all() and (quad <= m.max() * (1 + 1e-12)).all()
+    torch.testing.assert_close(q.inverse_gradient(mx), x)  # ∇ψ* = M⁻¹ exactly
+    # a periodic convolution: it commutes with circular shifts
+    shift = (1,) * ndim
+    torch.testing.assert_close(q.gradient(torch.roll(x, shift, dims)), torch.roll(mx, shift, dims))
+    # the tied conjugate of ½⟨x, (M + cI)x⟩ inverts its gradient exactly and shares ρ
+    inverse = InverseSpectralQuadratic(q, shift=0.3)
+    torch.testing.assert_close(input_gradient(inverse, mx + 0.3 * x), x)
+    torch.testing.assert_close(inverse.inverse_gradient(x), mx + 0.3 * x)
+    assert [p is q.log_multiplier for p in inverse.parameters()] == [True]
+
+
+def test_icnn_with_a_spectral_term_is_convex_and_starts_near_a_multiple_of_the_identity():
+    torch.manual_seed(0)
+    net = ICNN(channels=4, strong_convexity=0.01, spectral=0.99, spectral_shape=(9, 8),
+               output_scale=1e-9).double()  # fmt: skip
+    x = torch.randn(3, 1, 9, 8, dtype=torch.float64)
+    torch.testing.assert_close(input_gradient(net, x), x, rtol=1e-6, atol=1e-8)  # (s + m₀) x
+    s = 0.01
+    net = _net(s=s, spectral=0.5, spectral_shape=(6, 7))  # every weight and ρ scrambled
+    assert net.spectral_layer.log_multiplier.abs().max() > 1
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(8, 1, 6, 7, generator=gen, dtype=torch.float64)
+    y = x + torch.randn(8, 1, 6, 7, generator=gen, dtype=torch.float64)
+    gap = _inner(input_gradient(net, x) - input_gradient(net, y), x - y)
+    assert (gap >= s * _inner(x - y, x - y) * (1 - 1e-9)).all()
+    values = torch.stack([net(x + t * (y - x)) for t in torch.linspace(-2, 2, 21)])
+    assert (values[:-2] - 2 * values[1:-1] + values[2:]).min() >= -1e-10 * values.abs().max()
+
+
 def test_errors():
     with pytest.raises(ValueError, match="activation"):
         ICNN(activation="relu6")
@@ -167,6 +216,18 @@ def test_errors():
         ICNN(strong_convexty=0.1)  # a typo in a config raises
     with pytest.raises(TypeError, match="chanels"):
         ICNN(chanels=8)
+    with pytest.raises(ValueError, match="spectral_shape"):
+        ICNN(spectral=1.0)
+    with pytest.raises(ValueError, match="built for inputs"):
+        ICNN(spectral=1.0, spectral_shape=(8, 8))(torch.zeros(2, 1, 8, 9))
+    with pytest.raises(ValueError, match="shape must be 2"):
+        SpectralQuadratic((8, 8, 8))
+    with pytest.raises(ValueError, match="rate"):
+        SpectralQuadratic((8, 8), rate=0.0)
+    with pytest.raises(ValueError, match="SpectralQuadratic"):
+        InverseSpectralQuadratic(Quadratic())
+    with pytest.raises(ValueError, match="built for inputs"):
+        InverseSpectralQuadratic(SpectralQuadratic((8, 8)))(torch.zeros(1, 1, 4, 4))
 
 
 def test_docstring_examples():

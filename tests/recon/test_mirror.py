@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import recon.mirror
-from models import ICNN, Quadratic, input_gradient
+from models import ICNN, InverseSpectralQuadratic, Quadratic, input_gradient
 from operators import MatrixOperator, Parallel2D, RayTransform
 from recon.base import Reconstructor
 from recon.classical import fbp
@@ -257,11 +257,15 @@ def test_iterations_past_the_trained_ones_keep_the_dual_variable(ray, problem):
     )
 
 
-def test_accelerated_scheme_follows_its_formulas(ray, problem):
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_accelerated_scheme_follows_its_formulas(ray, problem, nonneg):
     _, y, f = problem
+    if nonneg:  # a truth with negative parts, so that the projection acts
+        y = y - ray(torch.full((1, 1, 16, 16), 0.6, dtype=F64))
     lmd = LearnedMirrorDescent(mirror_map=Quadratic(scale=2.0),
                                inverse_map=Quadratic(scale=0.5), objective=f, n_iter=4,
-                               accelerated=True, r=3.0, init="fbp").double()  # fmt: skip
+                               accelerated=True, r=3.0, init="fbp",
+                               nonneg=nonneg).double()  # fmt: skip
     with torch.no_grad():
         lmd.step_logits.copy_(torch.tensor([0.1, 0.5, -0.3, 1.0]) / lmd.logit_scale)
         lmd.gamma_logits.copy_(torch.tensor([-0.2, 0.0, 0.4, 0.8]) / lmd.logit_scale)
@@ -270,6 +274,9 @@ def test_accelerated_scheme_follows_its_formulas(ray, problem):
     t = lmd.steps().detach() / lipschitz
     gamma = lmd.gammas().detach() / lipschitz
     x_tilde = fbp(y, ray, filter="hann")
+    if nonneg:
+        assert x_tilde.min() < -0.1
+        x_tilde = x_tilde.clamp_min(0)
     z = 2.0 * x_tilde
     for k in range(4):
         mix = 3.0 / (3.0 + k)
@@ -277,7 +284,40 @@ def test_accelerated_scheme_follows_its_formulas(ray, problem):
         g = f.gradient(x_bar, y, ray)
         z = z - (k + 1) / 3.0 * t[k] * g
         x_tilde = x_bar - gamma[k] * g
+        if nonneg:  # Krichene's primal step in the feasible set
+            assert x_tilde.min() < 0
+            x_tilde = x_tilde.clamp_min(0)
     torch.testing.assert_close(out, x_tilde, rtol=1e-12, atol=1e-12)
+
+
+def test_non_negative_schemes_are_projected_gradient_methods(ray, problem):
+    """With nonneg: GD and Nesterov are projected, and mirror descent with the Euclidean map
+    is projected gradient descent; every iterate is >= 0 and the constrained objective falls."""
+    _, y, f = problem
+    y = y - ray(torch.full((1, 1, 16, 16), 0.6, dtype=F64))  # the truth has negative parts
+    x0 = fbp(y, ray, filter="hann")
+    lmd = LearnedMirrorDescent(mirror_map=Quadratic(), inverse_map=Quadratic(), objective=f,
+                               n_iter=6, init="fbp", step_init=1.0,
+                               nonneg=True).double()  # fmt: skip
+    step = lmd.steps()[0].item() / f.lipschitz(ray)  # 1/L up to the logit's rounding
+    x, reference = x0.clamp_min(0), []
+    for _ in range(6):
+        x = (x - step * f.gradient(x, y, ray)).clamp_min(0)
+        reference.append(x)
+    gd, values = gradient_descent(y, ray, objective=f, n_iter=6, x0=x0, nonneg=True, step=step,
+                                  return_objective=True)  # fmt: skip
+    torch.testing.assert_close(gd, reference[-1], rtol=1e-12, atol=1e-12)
+    assert (values[1:] <= values[:-1] + 1e-12).all()
+    free = gradient_descent(y, ray, objective=f, n_iter=6, x0=x0)
+    assert free.min() < -0.05  # the constraint is active
+    nag = nesterov_gradient(y, ray, objective=f, n_iter=60, x0=x0, nonneg=True)
+    long_gd = gradient_descent(y, ray, objective=f, n_iter=60, x0=x0, nonneg=True)
+    assert nag.min() >= 0 and (f(nag, y, ray) < f(long_gd, y, ray)).all()
+    with torch.no_grad():
+        trace = lmd(y, ray, trace=True)
+    for ours, theirs in zip(trace.iterates[1:], reference, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    assert "nonneg=True" in repr(lmd)
 
 
 def test_accelerated_beats_gradient_descent_with_the_same_steps(ray, problem):
@@ -288,6 +328,52 @@ def test_accelerated_beats_gradient_descent_with_the_same_steps(ray, problem):
         fast = LearnedMirrorDescent(accelerated=True, **kwargs).double()(y, ray, trace=True)
         slow = LearnedMirrorDescent(**kwargs).double()(y, ray, trace=True)
     assert (fast.objective[-1] < slow.objective[-1]).all()
+
+
+def test_tied_spectral_quadratics_stay_exact_inverses_while_training(ray, problem):
+    """tie_spectral: φ's quadratic is (M + sI)⁻¹ of ψ's M, sharing its parameters; after
+    training moves M, the maps (with negligible networks) are still consistent to rounding."""
+    _, y, f = problem
+    common = {"channels": 4, "n_layers": 2, "output_scale": 1e-9}
+    torch.manual_seed(0)
+    psi = ICNN(strong_convexity=0.05, spectral=0.95, spectral_shape=(16, 16), spectral_rate=50.0,
+               **common)  # fmt: skip
+    phi = ICNN(strong_convexity=0.0, **common)
+    lmd = LearnedMirrorDescent(mirror_map=psi, inverse_map=phi, objective=f, n_iter=3,
+                               accelerated=True, tie_spectral=True).double()  # fmt: skip
+    names = [name for name, _ in lmd.named_parameters()]
+    assert sum("log_multiplier" in name for name in names) == 1  # one M, seen once
+    trained = [psi.spectral_layer.log_multiplier, lmd.step_logits, lmd.gamma_logits]
+    optimiser = torch.optim.Adam(trained, lr=1e-2)  # the networks stay negligible
+    loss_fn = mirror_objective(ray)
+    for _ in range(5):
+        optimiser.zero_grad()
+        loss_fn(lmd, (None, y)).backward()
+        optimiser.step()
+    m = psi.spectral_layer.multiplier()
+    assert m.max() / m.min() > 1.5  # M has moved away from a multiple of the identity
+    x = torch.randn(3, 1, 16, 16, dtype=F64)
+    relative = lmd.consistency_error(x)
+    assert relative.max() < 1e-6  # vs ~1e-1 for an untied φ with the initial ½‖z‖²
+    untied = (psi.spectral_layer.gradient(x) + 0.05 * x - x).norm() / x.norm()
+    assert untied > 1e-2
+
+
+def test_tie_spectral_errors():
+    f = SmoothedTV(lam=0.1)
+    spectral = {"spectral": 1.0, "spectral_shape": (8, 8)}
+    with pytest.raises(ValueError, match="spectral quadratic"):
+        LearnedMirrorDescent(mirror_map=ICNN(), inverse_map=ICNN(), objective=f,
+                             tie_spectral=True)  # fmt: skip
+    with pytest.raises(ValueError, match="quadratic: 0"):
+        LearnedMirrorDescent(mirror_map=ICNN(quadratic=0.5, **spectral), inverse_map=ICNN(),
+                             objective=f, tie_spectral=True)  # fmt: skip
+    with pytest.raises(ValueError, match="without a spectral term"):
+        LearnedMirrorDescent(mirror_map=ICNN(**spectral), inverse_map=ICNN(**spectral),
+                             objective=f, tie_spectral=True)  # fmt: skip
+    with pytest.raises(ValueError, match="without a spectral term"):
+        LearnedMirrorDescent(mirror_map=ICNN(**spectral), inverse="newton", objective=f,
+                             tie_spectral=True)  # fmt: skip
 
 
 def test_newton_inverse_solves_the_mirror_equation(ray, problem):
@@ -481,6 +567,12 @@ def test_experiment_config_builds_the_model_and_its_loss(compose_cfg):
     assert isinstance(model, LearnedMirrorDescent) and model.n_iter == 10
     assert model.mirror_map.channels == 4 and model.inverse_map.channels == 16
     assert model.objective.lam == 2.0 and cfg.trainer.max_steps > 0
+    assert model.accelerated and model.nonneg and model.tie_spectral
+    for net in (model.mirror_map, model.inverse_map):  # a global preconditioner on the grid
+        assert net.spectral_layer.shape == (16, 16) and net.quadratic_layer is None
+    tied = model.inverse_map.spectral_layer
+    assert isinstance(tied, InverseSpectralQuadratic)
+    assert tied.quadratic is model.mirror_map.spectral_layer
     loss_fn, predict = instantiate(cfg.objective, op=op)  # as recon-train calls it
     y = op(torch.rand(2, 1, 16, 16))
     loss = loss_fn(model, (None, y))
@@ -517,8 +609,10 @@ def test_benchmark_quick_mode(tmp_path):
     saved = json.loads((tmp_path / "mirror.json").read_text())
     assert saved["quick"] is True and saved == json.loads(json.dumps(result))
     for key in ("objective_learned", "gd_iterations", "nesterov_iterations", "psnr_learned",
-                "psnr_tv", "consistency_error"):  # fmt: skip
-        assert key in saved
+                "psnr_tv", "psnr_tv_unconstrained", "psnr_f_minimiser",
+                "consistency_error"):  # fmt: skip
+        assert math.isfinite(saved[key])
+    assert saved["objective_f_minimiser"] < saved["objective_learned"]
     assert saved["objective_learned"] < saved["objective_fbp"]
     assert 0 <= saved["consistency_error"] < 1
     assert saved["extra_step"] == 0.5

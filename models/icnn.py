@@ -54,6 +54,7 @@ Example
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Sequence
 
@@ -457,14 +458,15 @@ class Quadratic(nn.Module):
         return f"scale={self.scale}"
 
 
-class _FourierDiagonalQuadratic(nn.Module):
+class _FourierDiagonalQuadratic(nn.Module, abc.ABC):
     """½⟨x, Mx⟩ with M diagonal in the Fourier basis of a fixed grid; subclasses give m(ω)."""
 
     shape: tuple[int, ...]
     ndim: int
 
+    @abc.abstractmethod
     def multiplier(self) -> torch.Tensor:
-        raise NotImplementedError
+        """m(ω) > 0, of shape ``shape``, in ``torch.fft.fftn``'s frequency order."""
 
     @property
     def _dims(self) -> tuple[int, ...]:

@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
         return float(psnr(x, truth, ndim=2).mean())
 
     consistency = model.consistency_error(x_learned.reshape(-1, 1, *op.domain_shape))
-    f0 = mean_objective(x0)
+    f0 = mean_objective(x0.clamp_min(0) if nonneg else x0)  # where every method starts
     result = {
         "quick": quick,
         "geometry": OmegaConf.to_container(cfg.operator.geometry, resolve=True),

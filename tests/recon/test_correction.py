@@ -93,6 +93,24 @@ def test_data_gradient_of_a_learned_operator_is_its_autograd_gradient(ct):
     assert torch.allclose(data_gradient(model, x.detach(), y), x.grad, atol=1e-10)
 
 
+@pytest.mark.parametrize("adjoint", ["linearised", "learned"])
+def test_tv_descent_with_a_learned_operator_runs_without_a_graph(ct, adjoint):
+    """Under no_grad (as the benchmark times it) TV descent with A_q gives what it gives with
+    autograd enabled, and builds no graph through the nets' parameters."""
+    nets = {"image_net": _small_net(), "data_net": _small_net()}
+    if adjoint == "learned":
+        nets |= {"adjoint_image_net": _small_net(), "adjoint_data_net": _small_net()}
+    model = LearnedOperator(ct, adjoint=adjoint, **nets)
+    y = ct(torch.rand(2, 16, 16, dtype=torch.float64))
+    kwargs = {"lam": 0.01, "n_iter": 5, "lipschitz": 4 * float(ct.norm()) ** 2}
+    with torch.no_grad():
+        fast = tv_descent(y, model, **kwargs)
+    with torch.enable_grad():
+        slow = tv_descent(y, model, **kwargs)
+    assert not fast.requires_grad and fast.grad_fn is None
+    torch.testing.assert_close(fast, slow.detach(), rtol=1e-10, atol=1e-12)
+
+
 def test_recursive_schedule_grows_and_is_reproducible(ct):
     objective = CorrectionObjective(accurate=ct, recursive_iter=4, grow_every=10, seed=3)
     assert [objective.iterations_at(s) for s in range(10)] == [0] * 10

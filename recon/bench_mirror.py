@@ -25,7 +25,7 @@ It prints a markdown table, writes JSON (``--out``) and a PNG of the objective a
 iteration for the three methods (``--png``). ``--quick`` shrinks everything (32², tiny networks,
 4 training steps) to check the pipeline in seconds; its numbers mean nothing. Any Hydra override
 of the experiment can be passed with ``--override`` (repeatable), e.g.
-``--override model.accelerated=true``; ``--checkpoint`` evaluates a trained model without
+``--override model.scheme=krichene``; ``--checkpoint`` evaluates a trained model without
 training.
 
 Example
@@ -313,7 +313,10 @@ def main(argv: list[str] | None = None) -> dict:
         "train": train,
         "test_images": len(y),
         "learned_iterations": n_learned,
+        "scheme": model.scheme,
         "learned_steps": [float(s) for s in model.steps().detach()],
+        "learned_momenta": None if model.momenta() is None else model.momenta().tolist(),
+        "learned_gammas": None if model.gammas() is None else model.gammas().tolist(),
         "objective_fbp": f0,
         "objective_learned": target,
         "objective_learned_curve": [float(v) for v in learned_curve],

@@ -15,9 +15,10 @@ learned too, within a bounded range. With :math:`\psi = \tfrac12\|x\|^2` and
 
 - :class:`SmoothedTV`: :math:`f(x) = \tfrac12\|Ax - y\|^2 + \lambda\,\mathrm{TV}_\varepsilon(x)`
   with its gradient and a Lipschitz bound; any differentiable ``f(x, y, op)`` works too.
-- :class:`LearnedMirrorDescent`: the reconstructor ``forward(y, op) -> x``, plain or accelerated
-  (:math:`r`-mirror descent of Krichene, Bayen & Bartlett 2015, learned as in Tan et al.'s
-  "robust data-driven accelerated mirror descent"), and able to run past its trained
+- :class:`LearnedMirrorDescent`: the reconstructor ``forward(y, op) -> x``, plain or in one of
+  two accelerated schemes (the :math:`r`-mirror descent of Krichene, Bayen & Bartlett 2015,
+  learned as in Tan et al.'s "robust data-driven accelerated mirror descent", or Nesterov's
+  momentum around the mirror step with learned momenta), and able to run past its trained
   iterations with a constant step.
 - :func:`mirror_objective`: the unsupervised training loss (no ground truth) for the shared
   :class:`~recon.training.Trainer`: the objective along the iterates plus the forward-backward
@@ -29,7 +30,8 @@ References: H. Y. Tan, S. Mukherjee, J. Tang, C.-B. Schönlieb, "Data-driven mir
 input-convex neural networks", SIAM J. Math. Data Sci. 5(2), 2023. H. Y. Tan, S. Mukherjee,
 J. Tang, A. Hauptmann, C.-B. Schönlieb, "Robust data-driven accelerated mirror descent", ICASSP
 2023. W. Krichene, A. Bayen, P. Bartlett, "Accelerated mirror descent in continuous and discrete
-time", NeurIPS 2015.
+time", NeurIPS 2015. F. Hanzely, P. Richtárik, L. Xiao, "Accelerated Bregman proximal gradient
+methods for relatively smooth convex optimization", Comput. Optim. Appl. 79, 2021.
 
 Example
 -------
@@ -73,6 +75,7 @@ from recon.unrolled import _check_bool, _check_int, _check_ndim, _flatten_measur
 __all__ = [
     "INITS",
     "INVERSES",
+    "SCHEMES",
     "LearnedMirrorDescent",
     "MirrorTrace",
     "SmoothedTV",
@@ -88,6 +91,8 @@ __all__ = [
 INITS: tuple[str, ...] = ("fbp", "adjoint", "zero")
 #: How :class:`LearnedMirrorDescent` applies :math:`\nabla\psi^*`.
 INVERSES: tuple[str, ...] = ("network", "newton")
+#: Iteration schemes of :class:`LearnedMirrorDescent`.
+SCHEMES: tuple[str, ...] = ("plain", "krichene", "nesterov")
 
 _GRADIENT = {2: gradient2d, 3: gradient3d}
 _DIVERGENCE = {2: divergence2d, 3: divergence3d}
@@ -475,14 +480,14 @@ def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class LearnedMirrorDescent(Reconstructor):
     r"""Learned mirror descent with ICNN mirror maps (Tan et al. 2023), plain or accelerated.
 
-    **Plain** (``accelerated=False``): from :math:`x_0` (FBP, :math:`A^Ty/\|A\|^2` or 0),
+    **Plain** (``scheme="plain"``): from :math:`x_0` (FBP, :math:`A^Ty/\|A\|^2` or 0),
 
     .. math:: x_{k+1} = \nabla\varphi\big(\nabla\psi(x_k) - t_k \nabla f(x_k)\big),
               \qquad k = 0, …, n - 1,
 
     where :math:`\nabla\varphi \approx \nabla\psi^* = (\nabla\psi)^{-1}`.
 
-    **Accelerated** (``accelerated=True``; Krichene et al.'s accelerated mirror descent with the
+    **Krichene** (``scheme="krichene"``; Krichene et al.'s accelerated mirror descent with the
     dual variable kept in the dual space, so a mirror map and its approximate inverse are never
     composed, as in Tan et al.'s robust variant): with :math:`\tilde x_0 = x_0`,
     :math:`z_0 = \nabla\psi(x_0)` and :math:`\lambda_k = r / (r + k)`,
@@ -493,14 +498,35 @@ class LearnedMirrorDescent(Reconstructor):
         z_{k+1} &= z_k - \tfrac{k + 1}{r}\, t_k \nabla f(\bar x_k), \\
         \tilde x_{k+1} &= \bar x_k - \gamma_k \nabla f(\bar x_k),
 
-    and the iterates are :math:`x_k = \tilde x_k`.
+    and the iterates are :math:`x_k = \tilde x_k`. Its primal step is Euclidean: the mirror map
+    shapes only the dual sequence.
+
+    **Nesterov** (``scheme="nesterov"``; Nesterov's momentum around the mirror step, the form of
+    Hanzely, Richtárik & Xiao's accelerated Bregman gradient method, with learned momenta): with
+    :math:`x_{-1} = x_0`,
+
+    .. math::
+
+        v_k &= x_k + \beta_k (x_k - x_{k-1}), \\
+        x_{k+1} &= \nabla\varphi\big(\nabla\psi(v_k) - t_k \nabla f(v_k)\big).
+
+    For a quadratic :math:`\psi = \tfrac12\langle x, Px\rangle` it is FISTA's momentum on
+    gradient steps preconditioned by :math:`P^{-1}`: unlike Krichene's scheme, the mirror map
+    preconditions every step. The momenta are learned in :math:`[0, \beta_{max})` and start at
+    FISTA-like :math:`k / (k + r)`.
 
     **Non-negativity** (``nonneg=True``, for :math:`\min_{x \ge 0} f` like the protocol's TV):
-    :math:`x_0` and every primal iterate are projected onto :math:`\{x \ge 0\}`. In the
-    accelerated scheme this is Krichene et al.'s primal step taken in the feasible set,
-    :math:`\tilde x_{k+1} = \max(\bar x_k - \gamma_k \nabla f(\bar x_k), 0)`; in the plain
-    scheme :math:`x_{k+1} = \max(\nabla\varphi(\cdot), 0)` (a Euclidean, not a Bregman,
-    projection).
+    :math:`x_0` and every primal iterate are projected onto :math:`\{x \ge 0\}`. In Krichene's
+    scheme this is the primal step taken in the feasible set,
+    :math:`\tilde x_{k+1} = \max(\bar x_k - \gamma_k \nabla f(\bar x_k), 0)`; in the others
+    :math:`x_{k+1} = \max(\nabla\varphi(\cdot), 0)` (a Euclidean, not a Bregman,
+    projection). After a preconditioned step the Euclidean projection can undo the step's
+    descent, so Nesterov's scheme offers Bertsekas' two-metric projection (``two_metric=True``):
+    the pixels at the bound whose gradient points outwards, :math:`\mathcal A_k = \{i :
+    (v_k)_i \le 0, \nabla f(v_k)_i > 0\}`, are set to 0 (where a projected gradient step
+    takes them), and the mirror step runs on the gradient masked to the others and moves only
+    those: :math:`x_{k+1} = \max(\nabla\varphi(\nabla\psi(v_k) - t_k \mathbb 1_{\mathcal
+    F}\nabla f(v_k)), 0)` on :math:`\mathcal F = \mathcal A_k^c`, 0 on :math:`\mathcal A_k`.
 
     The steps are learned in a bounded range: :math:`t_k = (a + (b - a)\,\operatorname{sigmoid}
     (\kappa\theta_k)) / L` with ``step_range = (a, b)``, ``logit_scale`` :math:`\kappa` and
@@ -508,7 +534,8 @@ class LearnedMirrorDescent(Reconstructor):
     :class:`SmoothedTV`; :math:`L = 1` for objectives without one), and likewise
     :math:`\gamma_k`. The forward pass runs ``run_iter`` iterations (default ``n_iter``);
     iterations past the trained ``n_iter`` use the constant step ``extra_step``
-    (in units of :math:`1/L`, default 1). In the plain scheme they also keep the dual variable,
+    (in units of :math:`1/L`, default 1), and in Nesterov's scheme the momentum
+    :math:`k / (k + r)`. In the plain scheme they also keep the dual variable,
     :math:`z_{k+1} = z_k - t\,\nabla f(x_k)`, :math:`x_{k+1} = \nabla\varphi(z_{k+1})` from
     :math:`z_n = \nabla\psi(x_{n-1}) - t_{n-1}\nabla f(x_{n-1})`: that is mirror descent with
     the map :math:`\varphi^*` exactly, so the round-trip error
@@ -520,8 +547,8 @@ class LearnedMirrorDescent(Reconstructor):
     Costs per plain iteration: one :math:`A` and one :math:`A^T` (the gradient of
     :class:`SmoothedTV`), one :math:`\nabla\psi` and one :math:`\nabla\varphi` (a forward and a
     backward pass each; with ``inverse="newton"``, ``newton_steps · (cg_steps + 1)`` Hessian- or
-    gradient-evaluations of :math:`\psi` instead of :math:`\nabla\varphi`). The accelerated
-    iteration needs no :math:`\nabla\psi` after the first.
+    gradient-evaluations of :math:`\psi` instead of :math:`\nabla\varphi`). So does the
+    Nesterov iteration; Krichene's needs no :math:`\nabla\psi` after the first.
 
     Gradients of :math:`\psi` are taken by autograd, also under :func:`torch.no_grad` (as in
     ``recon-eval``); when gradients are enabled the whole unrolled scheme is differentiable in
@@ -545,11 +572,15 @@ class LearnedMirrorDescent(Reconstructor):
         Constant step (units of :math:`1/L`) of the iterations past ``n_iter``, default 1 (the
         classical mirror-descent step for a 1-strongly convex map); ``None``: the last learned
         step, which training may have pushed past what is stable over many iterations.
-    accelerated : bool
-        The accelerated scheme above.
+    scheme : {"plain", "krichene", "nesterov"}
+        The iteration above.
     r : float
-        :math:`r \ge 2` of the accelerated scheme (Krichene et al. need :math:`r \ge 2`; 3 is the
-        classical Nesterov weight).
+        :math:`r \ge 2` of Krichene's scheme (Krichene et al. need :math:`r \ge 2`; 3 is the
+        classical Nesterov weight), and of the momentum :math:`k / (k + r)` with which
+        Nesterov's scheme starts and which it uses past ``n_iter``.
+    momentum_max : float
+        :math:`\beta_{max} > 0`, the bound of Nesterov's learned momenta (above 1 allowed: they
+        are learned, not prescribed).
     step_range : (float, float)
         :math:`0 \le a < b`, bounds of every learned step in units of :math:`1/L`.
     step_init : float
@@ -568,6 +599,8 @@ class LearnedMirrorDescent(Reconstructor):
         Iterations of the Newton inverse.
     nonneg : bool
         Keep the iterates non-negative (above).
+    two_metric : bool
+        With ``nonneg`` in Nesterov's scheme, project by the two-metric rule (above).
     tie_spectral : bool
         Tie the inverse map's Fourier-diagonal quadratic to the mirror map's: with
         :math:`\psi = N_\psi + \tfrac12\langle x, (M + sI)x\rangle` (an :class:`~models.icnn.ICNN`
@@ -588,7 +621,9 @@ class LearnedMirrorDescent(Reconstructor):
     step_logits : torch.nn.Parameter
         :math:`\theta_k`, ``(n_iter,)`` (the logits divided by :math:`\kappa`).
     gamma_logits : torch.nn.Parameter or None
-        Likewise for :math:`\gamma_k` (accelerated only).
+        Likewise for :math:`\gamma_k` (Krichene's scheme only).
+    momentum_logits : torch.nn.Parameter or None
+        Likewise for :math:`\beta_k` (Nesterov's scheme only).
 
     Raises
     ------
@@ -618,8 +653,9 @@ class LearnedMirrorDescent(Reconstructor):
         n_iter: int = 10,
         run_iter: int | None = None,
         extra_step: float | None = 1.0,
-        accelerated: bool = False,
+        scheme: str = "plain",
         r: float = 3.0,
+        momentum_max: float = 1.0,
         step_range: Sequence[float] = (0.0, 4.0),
         step_init: float = 1.0,
         logit_scale: float = 100.0,
@@ -628,6 +664,7 @@ class LearnedMirrorDescent(Reconstructor):
         cg_steps: int = 10,
         init: str = "fbp",
         nonneg: bool = False,
+        two_metric: bool = False,
         tie_spectral: bool = False,
         ndim: int = 2,
     ) -> None:
@@ -644,6 +681,8 @@ class LearnedMirrorDescent(Reconstructor):
             raise ValueError("objective must be callable: f(x, y, op) -> values")
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
         self.mirror_map = mirror_map
         self.inverse_map = inverse_map
         self.objective = objective
@@ -651,10 +690,11 @@ class LearnedMirrorDescent(Reconstructor):
         self.run_iter = (
             self.n_iter if run_iter is None else _check_int("run_iter", run_iter, minimum=0)
         )
-        self.accelerated = _check_bool("accelerated", accelerated)
+        self.scheme = scheme
         self.r = _check_positive("r", r)
         if self.r < 2:
             raise ValueError(f"r must be >= 2, got {r}")
+        self.momentum_max = _check_positive("momentum_max", momentum_max)
         bounds = [float(b) for b in step_range]
         if len(bounds) != 2 or not (0 <= bounds[0] < bounds[1] < math.inf):
             raise ValueError(f"step_range must be two numbers 0 <= a < b, got {step_range!r}")
@@ -669,16 +709,29 @@ class LearnedMirrorDescent(Reconstructor):
         self.cg_steps = _check_int("cg_steps", cg_steps, minimum=1)
         self.init = init
         self.nonneg = _check_bool("nonneg", nonneg)
+        self.two_metric = _check_bool("two_metric", two_metric)
+        if self.two_metric and not (self.nonneg and scheme == "nesterov"):
+            raise ValueError(
+                "two_metric is a projection rule of the nesterov scheme with nonneg=True; got "
+                f"scheme={scheme!r}, nonneg={self.nonneg}"
+            )
         self.tie_spectral = _check_bool("tie_spectral", tie_spectral)
         if self.tie_spectral:
             _tie_spectral(mirror_map, inverse_map)
         self.ndim = _check_ndim(ndim)
         logit = _logit((step_init - bounds[0]) / (bounds[1] - bounds[0])) / self.logit_scale
         self.step_logits = nn.Parameter(torch.full((self.n_iter,), logit))
-        if self.accelerated:
+        if scheme == "krichene":
             self.gamma_logits = nn.Parameter(torch.full((self.n_iter,), logit))
         else:
             self.register_parameter("gamma_logits", None)
+        if scheme == "nesterov":
+            fractions = [min(max(self._fista(k) / self.momentum_max, 0.01), 0.99)
+                         for k in range(self.n_iter)]  # fmt: skip
+            momentum = [_logit(p) / self.logit_scale for p in fractions]
+            self.momentum_logits = nn.Parameter(torch.tensor(momentum))
+        else:
+            self.register_parameter("momentum_logits", None)
 
     # ------------------------------------------------------------------ steps
     def _bounded(self, logits: torch.Tensor) -> torch.Tensor:
@@ -700,8 +753,31 @@ class LearnedMirrorDescent(Reconstructor):
         return self._bounded(self.step_logits)
 
     def gammas(self) -> torch.Tensor | None:
-        """The learned :math:`\\gamma_k` (units of :math:`1/L`) of the accelerated scheme."""
+        """The learned :math:`\\gamma_k` (units of :math:`1/L`) of Krichene's scheme."""
         return None if self.gamma_logits is None else self._bounded(self.gamma_logits)
+
+    def _fista(self, k: int) -> float:
+        return k / (k + self.r)
+
+    def momenta(self) -> torch.Tensor | None:
+        """The learned momenta :math:`\\beta_k` of Nesterov's scheme, in ``[0, momentum_max)``.
+
+        Example
+        -------
+        >>> from models.icnn import Quadratic
+        >>> lmd = LearnedMirrorDescent(mirror_map=Quadratic(), inverse_map=Quadratic(),
+        ...                            objective=SmoothedTV(lam=0.0), n_iter=3, scheme="nesterov")
+        >>> [round(b, 3) for b in lmd.momenta().tolist()]  # k / (k + 3), at least 0.01
+        [0.01, 0.25, 0.4]
+        """
+        if self.momentum_logits is None:
+            return None
+        return self.momentum_max * torch.sigmoid(self.logit_scale * self.momentum_logits)
+
+    def _momentum(self, k: int) -> torch.Tensor | float:
+        if k < self.n_iter:
+            return self.momentum_max * torch.sigmoid(self.logit_scale * self.momentum_logits[k])
+        return self._fista(k)
 
     def _step(self, logits: torch.Tensor, k: int) -> torch.Tensor | float:
         if k < self.n_iter:
@@ -822,7 +898,7 @@ class LearnedMirrorDescent(Reconstructor):
             return self.objective(point, y_flat, op).reshape(n_images)
 
         iterates, values, residuals = [x], [], []
-        if self.accelerated:
+        if self.scheme == "krichene":
             x_tilde = x
             z = self.mirror_gradient(x, create_graph=create_graph)
             for k in range(n):
@@ -840,6 +916,26 @@ class LearnedMirrorDescent(Reconstructor):
                 x_tilde = _project(x_bar - gamma * grad, self.nonneg)
                 iterates.append(x_tilde)
             x = x_tilde
+        elif self.scheme == "nesterov":
+            x_previous = x
+            for k in range(n):
+                v = x + self._momentum(k) * (x - x_previous) if k else x
+                _, grad = evaluate(v)
+                free = ~((v <= 0) & (grad > 0)) if self.two_metric else None
+                if free is not None:
+                    grad = torch.where(free, grad, 0.0)
+                mirrored = self.mirror_gradient(v, create_graph=create_graph)
+                if trace:
+                    values.append(value_only(x))
+                    back = self.inverse_gradient(mirrored, start=v, create_graph=create_graph)
+                    residuals.append((back - v).abs().flatten(1).mean(1))
+                t = self._step(self.step_logits, k) / lipschitz
+                x_previous = x
+                x = self.inverse_gradient(mirrored - t * grad, start=v, create_graph=create_graph)
+                if free is not None:
+                    x = torch.where(free, x, 0.0)
+                x = _project(x, self.nonneg)
+                iterates.append(x)
         else:
             z = None
             for k in range(n):
@@ -875,8 +971,9 @@ class LearnedMirrorDescent(Reconstructor):
     def extra_repr(self) -> str:
         return (
             f"objective={self.objective!r}, n_iter={self.n_iter}, run_iter={self.run_iter}, "
-            f"accelerated={self.accelerated}, step_range={self.step_range}, "
+            f"scheme={self.scheme!r}, step_range={self.step_range}, "
             f"inverse={self.inverse!r}, init={self.init!r}, nonneg={self.nonneg}, "
+            f"two_metric={self.two_metric}, "
             f"tie_spectral={self.tie_spectral}, ndim={self.ndim}"
         )
 

@@ -264,7 +264,7 @@ def test_accelerated_scheme_follows_its_formulas(ray, problem, nonneg):
         y = y - ray(torch.full((1, 1, 16, 16), 0.6, dtype=F64))
     lmd = LearnedMirrorDescent(mirror_map=Quadratic(scale=2.0),
                                inverse_map=Quadratic(scale=0.5), objective=f, n_iter=4,
-                               accelerated=True, r=3.0, init="fbp",
+                               scheme="krichene", r=3.0, init="fbp",
                                nonneg=nonneg).double()  # fmt: skip
     with torch.no_grad():
         lmd.step_logits.copy_(torch.tensor([0.1, 0.5, -0.3, 1.0]) / lmd.logit_scale)
@@ -325,9 +325,106 @@ def test_accelerated_beats_gradient_descent_with_the_same_steps(ray, problem):
     kwargs = {"mirror_map": Quadratic(), "inverse_map": Quadratic(), "objective": f,
               "n_iter": 30, "init": "fbp", "step_init": 1.0}  # fmt: skip
     with torch.no_grad():
-        fast = LearnedMirrorDescent(accelerated=True, **kwargs).double()(y, ray, trace=True)
+        fast = LearnedMirrorDescent(scheme="krichene", **kwargs).double()(y, ray, trace=True)
         slow = LearnedMirrorDescent(**kwargs).double()(y, ray, trace=True)
     assert (fast.objective[-1] < slow.objective[-1]).all()
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_nesterov_scheme_follows_its_formulas(ray, problem, nonneg):
+    """v_k = x_k + β_k(x_k − x_{k−1}), x_{k+1} = ∇φ(∇ψ(v_k) − t_k∇f(v_k)); with nonneg the
+    two-metric rule zeroes the pixels at the bound pushed outwards and masks their gradient.
+    Past n_iter: momentum k/(k + r) and the constant extra step."""
+    _, y, f = problem
+    if nonneg:  # a truth with negative parts, so that the projection acts
+        y = y - ray(torch.full((1, 1, 16, 16), 0.6, dtype=F64))
+    lmd = LearnedMirrorDescent(mirror_map=Quadratic(scale=2.0),
+                               inverse_map=Quadratic(scale=0.5), objective=f, n_iter=4,
+                               scheme="nesterov", r=3.0, momentum_max=1.5, init="fbp",
+                               extra_step=0.7, nonneg=nonneg,
+                               two_metric=nonneg).double()  # fmt: skip
+    assert lmd.gamma_logits is None
+    with torch.no_grad():
+        lmd.step_logits.copy_(torch.tensor([0.1, 0.5, -0.3, 1.0]) / lmd.logit_scale)
+        lmd.momentum_logits.copy_(torch.tensor([0.0, 2.0, -1.0, 0.5]) / lmd.logit_scale)
+        out = lmd(y, ray, n_iter=6)
+    lipschitz = f.lipschitz(ray)
+    t = [*(lmd.steps().detach() / lipschitz), 0.7 / lipschitz, 0.7 / lipschitz]
+    beta = [*lmd.momenta().detach(), 4 / 7, 5 / 8]
+    torch.testing.assert_close(beta[1], 1.5 * torch.sigmoid(torch.tensor(2.0, dtype=F64)))
+    x = fbp(y, ray, filter="hann")
+    if nonneg:
+        x = x.clamp_min(0)
+    x_previous, n_active = x, 0
+    for k in range(6):
+        v = x + beta[k] * (x - x_previous)
+        g = f.gradient(v, y, ray)
+        new = 0.5 * (2.0 * v - t[k] * g)
+        if nonneg:  # two-metric: active pixels to 0, the others by the masked step
+            active = (v <= 0) & (g > 0)
+            n_active += int(active.sum())
+            new = 0.5 * (2.0 * v - t[k] * torch.where(active, 0.0, g))
+            new = torch.where(active, 0.0, new).clamp_min(0)
+        x_previous, x = x, new
+    if nonneg:
+        assert n_active > 0 and out.min() >= 0
+    torch.testing.assert_close(out, x, rtol=1e-12, atol=1e-12)
+
+
+def test_nesterov_beats_plain_mirror_descent_with_the_same_steps(ray, problem):
+    _, y, f = problem
+    kwargs = {"mirror_map": Quadratic(), "inverse_map": Quadratic(), "objective": f,
+              "n_iter": 30, "init": "fbp", "step_init": 1.0}  # fmt: skip
+    with torch.no_grad():
+        fast = LearnedMirrorDescent(scheme="nesterov", **kwargs).double()(y, ray, trace=True)
+        slow = LearnedMirrorDescent(**kwargs).double()(y, ray, trace=True)
+    assert (fast.objective[-1] < slow.objective[-1]).all()
+    assert fast.consistency.shape == (30, len(y)) and fast.consistency.max() < 1e-12
+
+
+def test_two_metric_projection_converges_where_the_euclidean_one_stalls(ray, problem):
+    """With a strongly non-diagonal preconditioner P, a fixed point of x = max(x − tP∇f(x), 0)
+    need not minimise f on x ≥ 0: the Euclidean projection stalls far from the minimum, and the
+    two-metric rule, from the same start with the same steps, converges."""
+    _, y, f = problem
+    y = y - ray(torch.full((1, 1, 16, 16), 0.6, dtype=F64))  # the constraint is active
+    minimum = f(nesterov_gradient(y, ray, objective=f, n_iter=3000, nonneg=True), y, ray).flatten()
+    psi = ICNN(channels=2, n_layers=1, output_scale=1e-12, strong_convexity=0.05, spectral=0.95,
+               spectral_shape=(16, 16), spectral_rate=1.0)  # fmt: skip
+    with torch.no_grad():  # M = ramp + 0.05: P = (M + 0.05)⁻¹ amplifies low frequencies 10×
+        u = torch.fft.fftfreq(16).abs()
+        ramp = (u[:, None] ** 2 + u[None, :] ** 2).sqrt()
+        psi.spectral_layer.log_multiplier.copy_((0.95 * (ramp + 0.05)).log())
+    gap = {}
+    for two_metric in (False, True):
+        phi = ICNN(channels=2, n_layers=1, output_scale=1e-12, strong_convexity=0.0)
+        lmd = LearnedMirrorDescent(mirror_map=psi, inverse_map=phi, objective=f, n_iter=20,
+                                   scheme="nesterov", nonneg=True, two_metric=two_metric,
+                                   tie_spectral=True, step_init=0.5).double()  # fmt: skip
+        with torch.no_grad():
+            gap[two_metric] = lmd(y, ray, trace=True).objective - minimum
+    euclidean, two_metric = gap[False], gap[True]
+    assert (euclidean[-1] > 1.0).all()  # stalled: no progress over the last 10 iterations
+    torch.testing.assert_close(euclidean[-1], euclidean[10], rtol=1e-6, atol=0.0)
+    assert (two_metric[-1] < 1e-2).all() and (two_metric[-1] >= -1e-6).all()
+
+
+def test_scheme_and_projection_settings_are_checked():
+    base = {"mirror_map": Quadratic(), "inverse_map": Quadratic(),
+            "objective": SmoothedTV(lam=0.1)}  # fmt: skip
+    with pytest.raises(ValueError, match="unknown scheme 'fista'"):
+        LearnedMirrorDescent(scheme="fista", **base)
+    with pytest.raises(ValueError, match="momentum_max"):
+        LearnedMirrorDescent(scheme="nesterov", momentum_max=0.0, **base)
+    with pytest.raises(ValueError, match="two_metric is a projection rule of the nesterov"):
+        LearnedMirrorDescent(scheme="plain", nonneg=True, two_metric=True, **base)
+    with pytest.raises(ValueError, match="two_metric"):
+        LearnedMirrorDescent(scheme="nesterov", nonneg=False, two_metric=True, **base)
+    with pytest.raises(TypeError):
+        LearnedMirrorDescent(accelerated=True, **base)  # the old flag is gone: scheme=...
+    nesterov = LearnedMirrorDescent(scheme="nesterov", **base)
+    assert nesterov.momenta() is not None and nesterov.gammas() is None
+    assert "scheme='nesterov'" in repr(nesterov)
 
 
 def test_tied_spectral_quadratics_stay_exact_inverses_while_training(ray, problem):
@@ -340,7 +437,7 @@ def test_tied_spectral_quadratics_stay_exact_inverses_while_training(ray, proble
                **common)  # fmt: skip
     phi = ICNN(strong_convexity=0.0, **common)
     lmd = LearnedMirrorDescent(mirror_map=psi, inverse_map=phi, objective=f, n_iter=3,
-                               accelerated=True, tie_spectral=True).double()  # fmt: skip
+                               scheme="krichene", tie_spectral=True).double()  # fmt: skip
     names = [name for name, _ in lmd.named_parameters()]
     assert sum("log_multiplier" in name for name in names) == 1  # one M, seen once
     trained = [psi.spectral_layer.log_multiplier, lmd.step_logits, lmd.gamma_logits]
@@ -567,7 +664,8 @@ def test_experiment_config_builds_the_model_and_its_loss(compose_cfg):
     assert isinstance(model, LearnedMirrorDescent) and model.n_iter == 10
     assert model.mirror_map.channels == 4 and model.inverse_map.channels == 16
     assert model.objective.lam == 2.0 and cfg.trainer.max_steps > 0
-    assert model.accelerated and model.nonneg and model.tie_spectral
+    assert model.scheme == "nesterov" and model.nonneg and model.two_metric
+    assert model.tie_spectral and model.momenta() is not None
     for net in (model.mirror_map, model.inverse_map):  # a global preconditioner on the grid
         assert net.spectral_layer.shape == (16, 16) and net.quadratic_layer is None
     tied = model.inverse_map.spectral_layer

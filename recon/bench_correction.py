@@ -10,9 +10,12 @@ split (never seen in training or validation) it reports
    :math:`\|\tilde A x - Ax\|/\|Ax\|`, and **adjoint errors**
    :math:`\|A_q^*(r) - A^T r\|/\|A^T r\|` against :math:`\|\tilde A^T r - A^T r\|/\|A^T r\|`
    with :math:`r = A_q x - y`, plus the ratios;
-2. **TV reconstruction** (:func:`recon.correction.tv_descent`: the same λ, iterations, start
-   and step :math:`1/L`, :math:`L` from :math:`\|A\|`) with :math:`A`, :math:`\tilde A` and
-   :math:`A_q`, in the same run: PSNR/SSIM against the phantoms and seconds per image;
+2. **TV reconstruction** (:func:`recon.correction.tv_descent`: the same iterations, start
+   and step :math:`1/L`, :math:`L` from :math:`\|A\|` and λ) with :math:`A`, :math:`\tilde A`
+   and :math:`A_q`, in the same run: PSNR/SSIM against the phantoms and seconds per image. One
+   λ for all three (``--tv-lam``, default the run's ``objective.lam``), or, with ``--tv-lams``,
+   each operator's own λ from that list: the one with the best mean PSNR on the run's
+   *validation* split, as ``recon-eval`` tunes its baselines;
 3. optionally (``--linear-bound N``) the errors of the best *linear* correction, a
    convolution before and one after :math:`\tilde A` (and :math:`\tilde A^T`) fitted on ``N``
    training images (:func:`recon.correction_bound.fit_linear_correction`): how much of the
@@ -57,11 +60,24 @@ def _run_config(run_dir: Path):
     return OmegaConf.load(path)
 
 
-def _test_data(cfg, n_test: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    data = build_split(cfg.data, "test")
+def _test_data(cfg, n_test: int | None, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    data = build_split(cfg.data, split)
     n = len(data) if n_test is None else min(n_test, len(data))
     xs, ys = zip(*(data[i] for i in range(n)), strict=True)
     return torch.stack(xs)[:, 0], torch.stack(ys)[:, 0]
+
+
+def _float_list(text: str) -> list[float]:
+    """``"1e-3,2e-3"`` -> ``[0.001, 0.002]``, all positive (an argparse type)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+    if not values or not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
 
 
 def _quality(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -127,6 +143,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-test", type=int, default=None, help="first N test images (all)")
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--tv-lam", type=float, default=None, help="default: objective.lam")
+    parser.add_argument(
+        "--tv-lams", type=_float_list, default=None, metavar="L1,L2,...",
+        help="tune λ per operator on the validation split among these (instead of --tv-lam)",
+    )  # fmt: skip
     parser.add_argument("--tv-eps", type=float, default=0.01)
     parser.add_argument("--tv-iter", type=int, default=200)
     parser.add_argument("--no-tv", action="store_true", help="errors only")
@@ -144,6 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(
             f"--linear-bound takes a number of training images ≥ 0, got {args.linear_bound}"
         )
+    if args.tv_lams is not None and args.tv_lam is not None:
+        parser.error("--tv-lam and --tv-lams exclude each other")
     if args.threads:
         torch.set_num_threads(args.threads)
     run_dir = Path(args.run).expanduser()
@@ -183,34 +205,62 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     if not args.no_tv:
-        lam = float(args.tv_lam if args.tv_lam is not None else cfg.objective.lam)
-        ndim = x.ndim - 1
-        lipschitz = float(accurate.norm()) ** 2 + 4 * ndim * lam / args.tv_eps
-        tv: dict[str, dict] = {}
-        operators = (("accurate A", accurate), ("approximate Ã", approx), ("learned A_q", model))
-        for name, op in operators:
+        norm_squared = float(accurate.norm()) ** 2
+        operators = {"accurate A": accurate, "approximate Ã": approx, "learned A_q": model}
+
+        def reconstruct(op, data: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
+            lipschitz = norm_squared + 4 * (x.ndim - 1) * lam / args.tv_eps
             parts, seconds = [], 0.0
-            for sl in _chunks(len(x), args.batch_size):
+            for sl in _chunks(len(data), args.batch_size):
                 # no graph through the nets' parameters across the iterations (it grew with
                 # them and cost time); a linearised adjoint enables autograd where it needs it
                 with torch.no_grad():
                     start = time.perf_counter()
                     parts.append(
                         tv_descent(
-                            y[sl], op, lam=lam, eps=args.tv_eps, n_iter=args.tv_iter,
+                            data[sl], op, lam=lam, eps=args.tv_eps, n_iter=args.tv_iter,
                             lipschitz=lipschitz,
-                        ).detach()
+                        )
                     )  # fmt: skip
                     seconds += time.perf_counter() - start
-            tv[name] = {**_quality(torch.cat(parts), x), "seconds_per_image": seconds / len(x)}
-        results["tv"] = {"lam": lam, "eps": args.tv_eps, "n_iter": args.tv_iter, "methods": tv}
+            return torch.cat(parts), seconds / len(data)
+
+        tuning: dict[str, dict[str, float]] = {}
+        if args.tv_lams is not None:
+            x_val, y_val = _test_data(cfg, None, split="validation")
+            for name, op in operators.items():
+                tuning[name] = {
+                    f"{lam:g}": _quality(reconstruct(op, y_val, lam)[0], x_val)["psnr"]
+                    for lam in args.tv_lams
+                }
+            lams = {name: float(max(scores, key=scores.get)) for name, scores in tuning.items()}
+            how = f"λ per operator: best validation PSNR ({len(x_val)} images) of {args.tv_lams}"
+        else:
+            lam = float(args.tv_lam if args.tv_lam is not None else cfg.objective.lam)
+            lams = dict.fromkeys(operators, lam)
+            how = f"λ {lam:g} for all"
+        tv: dict[str, dict] = {}
+        for name, op in operators.items():
+            estimate, seconds = reconstruct(op, y, lams[name])
+            tv[name] = {**_quality(estimate, x), "lam": lams[name], "seconds_per_image": seconds}
+        results["tv"] = {
+            "lam": lams["accurate A"] if len(set(lams.values())) == 1 else lams,
+            "tuning_validation_psnr": tuning or None,
+            "eps": args.tv_eps,
+            "n_iter": args.tv_iter,
+            "methods": tv,
+        }
         reference = tv["accurate A"]["seconds_per_image"]
-        print(f"\nTV (λ {lam:g}, ε {args.tv_eps:g}, {args.tv_iter} iterations, x ≥ 0, step 1/L_A)")
-        print("| operator | PSNR | SSIM | s/image | × faster than A |\n|---|---:|---:|---:|---:|")
+        print(f"\nTV ({how}; ε {args.tv_eps:g}, {args.tv_iter} iterations, x ≥ 0, step 1/L_A)")
+        print(
+            "| operator | λ | PSNR | SSIM | s/image | × faster than A |\n"
+            "|---|---:|---:|---:|---:|---:|"
+        )
         for name, row in tv.items():
             print(
-                f"| {name} | {row['psnr']:.2f} ± {row['psnr_std']:.2f} | {row['ssim']:.3f} | "
-                f"{row['seconds_per_image']:.3f} | {reference / row['seconds_per_image']:.1f} |"
+                f"| {name} | {row['lam']:g} | {row['psnr']:.2f} ± {row['psnr_std']:.2f} | "
+                f"{row['ssim']:.3f} | {row['seconds_per_image']:.3f} | "
+                f"{reference / row['seconds_per_image']:.1f} |"
             )
 
     if args.unrolled:

@@ -289,9 +289,24 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
     assert set(results["tv"]["methods"]) == {"accurate A", "approximate Ã", "learned A_q"}
     assert all(r["seconds_per_image"] > 0 for r in results["tv"]["methods"].values())
     assert results["unrolled"]["corrected"]["psnr"] > 0
-    with pytest.raises(SystemExit):
-        bench(["--run", str(tmp_path / "correction"), "--linear-bound", "-1"])
-    assert "--linear-bound takes a number" in capsys.readouterr().err
+    assert all(r["lam"] == results["tv"]["lam"] for r in results["tv"]["methods"].values())
+
+    # λ tuned per operator on the validation split: each gets the argmax of its own scores
+    tuned = bench(["--run", str(tmp_path / "correction"), "--tv-iter", "3",
+                   "--tv-lams", "1e-4,0.5", "--n-test", "2"])  # fmt: skip
+    scores = tuned["tv"]["tuning_validation_psnr"]
+    assert set(scores) == set(tuned["tv"]["methods"]) and all(len(v) == 2 for v in scores.values())
+    for name, row in tuned["tv"]["methods"].items():
+        assert row["lam"] == float(max(scores[name], key=scores[name].get))
+    assert "best validation PSNR" in capsys.readouterr().out
+
+    for bad, message in [(["--linear-bound", "-1"], "--linear-bound takes a number"),
+                         (["--tv-lams", "0,1"], "expected positive numbers"),
+                         (["--tv-lams", "a"], "expected numbers separated by commas"),
+                         (["--tv-lams", "1", "--tv-lam", "1"], "exclude each other")]:  # fmt: skip
+        with pytest.raises(SystemExit):
+            bench(["--run", str(tmp_path / "correction"), *bad])
+        assert message in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="not a recon-train run"):
         bench(["--run", str(tmp_path)])
 

@@ -320,14 +320,16 @@ def test_non_negative_schemes_are_projected_gradient_methods(ray, problem):
     assert "nonneg=True" in repr(lmd)
 
 
-def test_accelerated_beats_gradient_descent_with_the_same_steps(ray, problem):
+@pytest.mark.parametrize("scheme", ["krichene", "nesterov"])
+def test_accelerated_schemes_beat_plain_mirror_descent_with_the_same_steps(ray, problem, scheme):
     _, y, f = problem
     kwargs = {"mirror_map": Quadratic(), "inverse_map": Quadratic(), "objective": f,
               "n_iter": 30, "init": "fbp", "step_init": 1.0}  # fmt: skip
     with torch.no_grad():
-        fast = LearnedMirrorDescent(scheme="krichene", **kwargs).double()(y, ray, trace=True)
+        fast = LearnedMirrorDescent(scheme=scheme, **kwargs).double()(y, ray, trace=True)
         slow = LearnedMirrorDescent(**kwargs).double()(y, ray, trace=True)
     assert (fast.objective[-1] < slow.objective[-1]).all()
+    assert fast.consistency.shape == (30, len(y)) and fast.consistency.max() < 1e-12
 
 
 @pytest.mark.parametrize("nonneg", [False, True])
@@ -369,17 +371,6 @@ def test_nesterov_scheme_follows_its_formulas(ray, problem, nonneg):
     if nonneg:
         assert n_active > 0 and out.min() >= 0
     torch.testing.assert_close(out, x, rtol=1e-12, atol=1e-12)
-
-
-def test_nesterov_beats_plain_mirror_descent_with_the_same_steps(ray, problem):
-    _, y, f = problem
-    kwargs = {"mirror_map": Quadratic(), "inverse_map": Quadratic(), "objective": f,
-              "n_iter": 30, "init": "fbp", "step_init": 1.0}  # fmt: skip
-    with torch.no_grad():
-        fast = LearnedMirrorDescent(scheme="nesterov", **kwargs).double()(y, ray, trace=True)
-        slow = LearnedMirrorDescent(**kwargs).double()(y, ray, trace=True)
-    assert (fast.objective[-1] < slow.objective[-1]).all()
-    assert fast.consistency.shape == (30, len(y)) and fast.consistency.max() < 1e-12
 
 
 def test_two_metric_projection_converges_where_the_euclidean_one_stalls(ray, problem):

@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
             lipschitz = norm_squared + 4 * (x.ndim - 1) * lam / args.tv_eps
             parts, seconds = [], 0.0
             for sl in _chunks(len(data), args.batch_size):
-                # no graph through the nets' parameters across the iterations (it grew with
-                # them and cost time); a linearised adjoint enables autograd where it needs it
+                # no graph through trainable nets across the iterations; a linearised adjoint
+                # enables autograd where it needs it
                 with torch.no_grad():
                     start = time.perf_counter()
                     parts.append(

@@ -775,9 +775,7 @@ class LearnedMirrorDescent(Reconstructor):
         return self.momentum_max * torch.sigmoid(self.logit_scale * self.momentum_logits)
 
     def _momentum(self, k: int) -> torch.Tensor | float:
-        if k < self.n_iter:
-            return self.momentum_max * torch.sigmoid(self.logit_scale * self.momentum_logits[k])
-        return self._fista(k)
+        return self.momenta()[k] if k < self.n_iter else self._fista(k)
 
     def _step(self, logits: torch.Tensor, k: int) -> torch.Tensor | float:
         if k < self.n_iter:

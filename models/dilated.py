@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -74,6 +75,16 @@ class DilatedCNN(nn.Module):
         correction is mostly a linear filter: in a forward-only fit of the 64² CT pair
         (``experiment=ct_model_correction``, 400 Adam steps) a 5×5 path cut the model error to
         0.0105 from 0.0119 without it (``Ã``: 0.0121).
+    unshuffle : int or sequence of int
+        Run the hidden layers on a grid coarser by these factors (one per spatial axis, or one
+        for all), losslessly: ``(C, H, W) → (C·f_H·f_W, H/f_H, W/f_W)`` by moving each
+        ``f_H × f_W`` block into channels ("pixel unshuffle", the input with its coordinate
+        channels), and back after the last convolution, which then has
+        ``out_channels·f_H·f_W`` outputs. With ``channels`` scaled by ``√(f_H f_W)`` the cost
+        per input pixel stays the same, the receptive field grows by the factors, and the
+        convolutions are wider, which oneDNN runs faster on CPU (a 64×128 PAT sinogram: 16
+        channels at full resolution 2.5 ms, 32 channels unshuffled by (2, 2) 1.9 ms; 1 thread).
+        The spatial sizes of the input must be multiples of the factors. Default 1: none.
     channels_last : bool
         Keep the weights and the hidden activations in the channels-last memory layout, which
         oneDNN runs 1.4–1.8× faster for these dilated convolutions on CPU (forward and backward,
@@ -99,6 +110,7 @@ class DilatedCNN(nn.Module):
         ndim: int = 2,
         coordinates: bool = False,
         linear_kernel: int = 0,
+        unshuffle: int | Sequence[int] = 1,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
@@ -121,9 +133,21 @@ class DilatedCNN(nn.Module):
         if not isinstance(coordinates, bool):
             raise ValueError(f"coordinates must be True or False, got {coordinates!r}")
         self.coordinates = coordinates
+        if isinstance(unshuffle, int) and not isinstance(unshuffle, bool):
+            unshuffle = (unshuffle,) * self.ndim
+        factors = tuple(unshuffle)
+        if len(factors) != self.ndim:
+            raise ValueError(
+                f"unshuffle needs one factor per spatial axis ({self.ndim}) or one int, "
+                f"got {unshuffle!r}"
+            )
+        for f in factors:
+            _check_positive_int("unshuffle factor", f)
+        self.unshuffle: tuple[int, ...] = factors
+        block = math.prod(factors)
         conv = _CONV[self.ndim]
         layers: list[nn.Module] = []
-        previous = in_channels + (self.ndim if coordinates else 0)
+        previous = (in_channels + (self.ndim if coordinates else 0)) * block
         for d in dilations:
             layers += [
                 conv(previous, channels, 3, padding=d, dilation=d),
@@ -131,7 +155,7 @@ class DilatedCNN(nn.Module):
             ]
             previous = channels
         self.hidden = nn.Sequential(*layers)
-        self.out_conv = conv(previous, out_channels, 3, padding=1)
+        self.out_conv = conv(previous, out_channels * block, 3, padding=1)
         if not isinstance(linear_kernel, int) or isinstance(linear_kernel, bool):
             raise ValueError(f"linear_kernel must be an int, got {linear_kernel!r}")
         if linear_kernel < 0 or (linear_kernel and linear_kernel % 2 == 0):
@@ -163,6 +187,11 @@ class DilatedCNN(nn.Module):
                 f"DilatedCNN expects input of shape (B, {self.in_channels}, "
                 f"{'H, W' if self.ndim == 2 else 'D, H, W'}), got {tuple(x.shape)}"
             )
+        if any(n % f for n, f in zip(x.shape[2:], self.unshuffle, strict=True)):
+            raise ValueError(
+                f"DilatedCNN(unshuffle={self.unshuffle}) needs spatial sizes that are multiples "
+                f"of the factors, got {tuple(x.shape[2:])}"
+            )
         if self.normalize:
             scale = x.detach().flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12)
             scale = scale.reshape(-1, *([1] * (x.ndim - 1)))
@@ -178,10 +207,11 @@ class DilatedCNN(nn.Module):
             axes = [torch.linspace(-1, 1, n, dtype=h.dtype, device=h.device) for n in h.shape[2:]]
             grid = torch.stack(torch.meshgrid(*axes, indexing="ij"))
             h = torch.cat([h, grid.expand(h.shape[0], *grid.shape)], dim=1)
+        h = _to_blocks(h, self.unshuffle)
         if self.memory_format is None:
-            return self.out_conv(self.hidden(h))
+            return _from_blocks(self.out_conv(self.hidden(h)), self.unshuffle)
         h = h.contiguous(memory_format=self.memory_format)
-        return self.out_conv(self.hidden(h)).contiguous()
+        return _from_blocks(self.out_conv(self.hidden(h)), self.unshuffle).contiguous()
 
     def zero_last(self) -> None:
         """Zero the last convolution and the linear path: a residual net is then the identity."""
@@ -197,4 +227,38 @@ class DilatedCNN(nn.Module):
             f"channels={self.channels}, dilations={self.dilations}, residual={self.residual}, "
             f"normalize={self.normalize}, coordinates={self.coordinates}, "
             f"linear_kernel={self.linear_kernel}"
+            + (f", unshuffle={self.unshuffle}" if math.prod(self.unshuffle) > 1 else "")
         )
+
+
+def _to_blocks(h: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:
+    """``(B, C, n_1, …, n_d) → (B, C·Πf, n_1/f_1, …, n_d/f_d)``: each block of ``f_1 × … × f_d``
+    pixels becomes channels (channel index ``c·Πf + offset``, offsets in C order)."""
+    if math.prod(factors) == 1:
+        return h
+    b, c, *sizes = h.shape
+    d = len(sizes)
+    split = [b, c]
+    for n, f in zip(sizes, factors, strict=True):
+        split += [n // f, f]
+    h = h.reshape(split)
+    # (b, c, n1, f1, n2, f2, ...) -> (b, c, f1, f2, ..., n1, n2, ...)
+    order = [0, 1, *(3 + 2 * i for i in range(d)), *(2 + 2 * i for i in range(d))]
+    return h.permute(order).reshape(
+        b, c * math.prod(factors), *(n // f for n, f in zip(sizes, factors, strict=True))
+    )
+
+
+def _from_blocks(h: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:
+    """The inverse of :func:`_to_blocks`."""
+    if math.prod(factors) == 1:
+        return h
+    b, cf, *coarse = h.shape
+    d = len(coarse)
+    c = cf // math.prod(factors)
+    h = h.reshape(b, c, *factors, *coarse)
+    # (b, c, f1, ..., fd, n1, ..., nd) -> (b, c, n1, f1, n2, f2, ...)
+    order = [0, 1]
+    for i in range(d):
+        order += [2 + d + i, 2 + i]
+    return h.permute(order).reshape(b, c, *(n * f for n, f in zip(coarse, factors, strict=True)))

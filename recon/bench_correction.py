@@ -12,10 +12,12 @@ split (never seen in training or validation) it reports
    with :math:`r = A_q x - y`, plus the ratios;
 2. **TV reconstruction** (:func:`recon.correction.tv_descent`: the same iterations, start
    and step :math:`1/L`, :math:`L` from :math:`\|A\|` and λ) with :math:`A`, :math:`\tilde A`
-   and :math:`A_q`, in the same run: PSNR/SSIM against the phantoms and seconds per image. One
-   λ for all three (``--tv-lam``, default the run's ``objective.lam``), or, with ``--tv-lams``,
-   each operator's own λ from that list: the one with the best mean PSNR on the run's
-   *validation* split, as ``recon-eval`` tunes its baselines;
+   and :math:`A_q`, in the same run: PSNR/SSIM against the phantoms and seconds per image
+   (with ``--linearised-adjoint``, also :math:`A_q` with its linearised adjoint, i.e. the exact
+   gradient :math:`J(x)^T(A_q x - y)` of :math:`\tfrac12\|A_q x - y\|^2` instead of the learned
+   adjoint networks). One λ for all (``--tv-lam``, default the run's ``objective.lam``), or,
+   with ``--tv-lams``, each operator's own λ from that list: the one with the best mean PSNR on
+   the run's *validation* split, as ``recon-eval`` tunes its baselines;
 3. optionally (``--linear-bound N``) the errors of the best *linear* correction, a
    convolution before and one after :math:`\tilde A` (and :math:`\tilde A^T`) fitted on ``N``
    training images (:func:`recon.correction_bound.fit_linear_correction`): how much of the
@@ -34,6 +36,7 @@ Example
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -94,6 +97,17 @@ def _timed(fn, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, float]:
     return out, time.perf_counter() - start
 
 
+def _linearised(model: Any) -> Any:
+    """The same learned operator (shared networks) with ``adjoint="linearised"``."""
+    if getattr(model, "adjoint_mode", None) is None:
+        raise ValueError(
+            f"--linearised-adjoint needs a LearnedOperator, got {type(model).__name__}"
+        )
+    out = copy.copy(model)
+    out.adjoint_mode = "linearised"
+    return out
+
+
 def _chunks(n: int, size: int):
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
@@ -151,6 +165,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tv-iter", type=int, default=200)
     parser.add_argument("--no-tv", action="store_true", help="errors only")
     parser.add_argument(
+        "--linearised-adjoint", action="store_true",
+        help="also run TV with A_q's linearised adjoint (the exact gradient of ½‖A_q x − y‖²)",
+    )  # fmt: skip
+    parser.add_argument(
         "--linear-bound", type=int, default=0, metavar="N",
         help="also fit the best linear filters around Ã on N training images (0: skip)",
     )  # fmt: skip
@@ -207,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_tv:
         norm_squared = float(accurate.norm()) ** 2
         operators = {"accurate A": accurate, "approximate Ã": approx, "learned A_q": model}
+        if args.linearised_adjoint:
+            operators["learned A_q, linearised adjoint"] = _linearised(model)
 
         def reconstruct(op, data: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
             lipschitz = norm_squared + 4 * (x.ndim - 1) * lam / args.tv_eps

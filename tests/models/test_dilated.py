@@ -83,6 +83,7 @@ def test_channels_last_layout_changes_speed_not_numbers(ndim):
     assert yb.is_contiguous()
 
     def close(a, b):  # float32 rounding, relative to the largest entry
+        a, b = a.detach(), b.detach()
         return float((a - b).abs().max()) <= 1e-5 * float(a.abs().max())
 
     assert close(ya, yb)
@@ -144,3 +145,51 @@ def test_linear_path_starts_at_zero_and_fits_a_filter_exactly():
     for bad in (2, -1, True, 3.0):
         with pytest.raises(ValueError, match="linear_kernel"):
             DilatedCNN(linear_kernel=bad)
+
+
+def test_unshuffle_blocks_are_pixel_unshuffle_and_invert_exactly():
+    from models.dilated import _from_blocks, _to_blocks
+
+    x = torch.randn(2, 3, 8, 12)
+    torch.testing.assert_close(_to_blocks(x, (2, 2)), torch.nn.functional.pixel_unshuffle(x, 2))
+    assert _to_blocks(x, (2, 3)).shape == (2, 18, 4, 4)
+    assert torch.equal(_from_blocks(_to_blocks(x, (2, 3)), (2, 3)), x)
+    v = torch.randn(1, 2, 4, 6, 8)
+    assert torch.equal(_from_blocks(_to_blocks(v, (2, 3, 4)), (2, 3, 4)), v)
+    assert _to_blocks(x, (1, 1)) is x
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_unshuffled_net_is_residual_identity_at_start_and_keeps_the_shape(ndim):
+    factors = (1, 2) if ndim == 2 else (2, 1, 2)
+    net = DilatedCNN(channels=4, dilations=(1, 2), ndim=ndim, unshuffle=factors,
+                     coordinates=True, normalize=True)  # fmt: skip
+    x = torch.randn(2, 1, *([4] * ndim))
+    assert net(x).shape == x.shape
+    assert net.out_conv.out_channels == (2 if ndim == 2 else 4)  # out_channels · Π factors
+    net.zero_last()
+    assert torch.equal(net(x), x)
+
+
+def test_unshuffle_multiplies_the_receptive_field_by_the_factors():
+    """Hidden layers on the (1, 2)-coarse grid: along the second axis a dilation-1 layer and the
+    last layer reach 2·(1 + 2·1 + 2) = 10 pixels (the block holding the pixel included); along
+    the first, unchanged, 1 + 2·1 + 2 = 5."""
+    torch.manual_seed(0)
+    net = DilatedCNN(channels=4, dilations=(1,), residual=False, unshuffle=(1, 2))
+    x = torch.zeros(1, 1, 21, 40, requires_grad=True)
+    net(x)[0, 0, 10, 20].backward()
+    support = x.grad[0, 0].abs() > 0
+    rows = torch.nonzero(support.any(1)).flatten()
+    cols = torch.nonzero(support.any(0)).flatten()
+    assert int(rows.max() - rows.min()) + 1 == 5
+    assert int(cols.max() - cols.min()) + 1 == 10
+
+
+def test_unshuffle_errors():
+    with pytest.raises(ValueError, match="one factor per spatial axis"):
+        DilatedCNN(unshuffle=(2, 2, 2))
+    with pytest.raises(ValueError, match="unshuffle factor must be an int >= 1"):
+        DilatedCNN(unshuffle=(0, 2))
+    with pytest.raises(ValueError, match="multiples of the factors"):
+        DilatedCNN(unshuffle=2)(torch.zeros(1, 1, 8, 7))

@@ -300,6 +300,25 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
         assert row["lam"] == float(max(scores[name], key=scores[name].get))
     assert "best validation PSNR" in capsys.readouterr().out
 
+    # --linearised-adjoint: a fourth row, TV with the exact gradient of ½‖A_q x − y‖² (the same
+    # networks; the loaded model keeps its learned adjoint)
+    from recon.bench_correction import _linearised
+
+    lin = bench(["--run", str(tmp_path / "correction"), "--tv-iter", "3", "--n-test", "2",
+                 "--linearised-adjoint"])  # fmt: skip
+    row = lin["tv"]["methods"]["learned A_q, linearised adjoint"]
+    assert row["psnr"] > 0 and row["seconds_per_image"] > 0
+    copy = _linearised(model)
+    assert copy.adjoint_mode == "linearised" and model.adjoint_mode == "learned"
+    assert copy.data_net is model.data_net
+    x = torch.rand(2, *model.domain_shape, requires_grad=True)
+    y = torch.randn(2, *model.range_shape)
+    (expected,) = torch.autograd.grad(0.5 * ((model(x) - y) ** 2).sum(), x)
+    torch.testing.assert_close(copy.gradient(x.detach(), y), expected)
+    assert not torch.allclose(model.gradient(x.detach(), y), expected, rtol=1e-3, atol=0)
+    with pytest.raises(ValueError, match="needs a LearnedOperator"):
+        _linearised(torch.nn.Identity())
+
     for bad, message in [(["--linear-bound", "-1"], "--linear-bound takes a number"),
                          (["--tv-lams", "0,1"], "expected positive numbers"),
                          (["--tv-lams", "a"], "expected numbers separated by commas"),
@@ -320,3 +339,17 @@ def test_ct_correction_experiment_composes_with_the_accurate_model_as_simulator(
     assert cfg.operator._target_ == "operators.RayTransform"
     model = instantiate(cfg.model)
     assert model.domain_shape == (64, 64) and model.adjoint_mode == "learned"
+
+
+def test_ct_parallel_correction_experiment_swaps_only_the_approximate_model(compose_cfg):
+    from hydra.utils import instantiate
+
+    fan = compose_cfg("experiment=ct_model_correction")
+    cfg = compose_cfg("experiment=ct_parallel_model_correction")
+    assert cfg.objective.accurate == fan.objective.accurate and cfg.data == fan.data
+    assert cfg.objective == fan.objective and cfg.trainer == fan.trainer
+    assert cfg.operator.geometry._target_ == "operators.Parallel2D"
+    model = instantiate(cfg.model)
+    assert model.range_shape == (60, 96) and model.adjoint_mode == "learned"
+    assert model.data_net.coordinates and model.data_net.channels == 16
+    assert model.image_net.coordinates and model.image_net.channels == 8

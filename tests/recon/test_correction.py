@@ -4,6 +4,8 @@ report."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -318,6 +320,37 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
     assert not torch.allclose(model.gradient(x.detach(), y), expected, rtol=1e-3, atol=0)
     with pytest.raises(ValueError, match="needs a LearnedOperator"):
         _linearised(torch.nn.Identity())
+
+    # the speed benchmark: A, Ã and two runs' A_q in turns, same data and iterations
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from recon.bench_correction_speed import main as speed
+
+    shutil.copytree(tmp_path / "correction", tmp_path / "copy")
+    out = tmp_path / "speed.json"
+    timed = speed(["--run", str(tmp_path / "correction"), "--run", str(tmp_path / "copy"),
+                   "--n-test", "2", "--iters", "3", "--out", str(out)])  # fmt: skip
+    assert list(timed) == ["accurate A", "approximate Ã", "A_q correction", "A_q copy"]
+    assert all(len(r["repeats"]) == 2 and r["seconds_per_image"] > 0 for r in timed.values())
+    assert timed["accurate A"]["speedup"] == 1.0
+    for row in timed.values():
+        assert row["speedup"] == pytest.approx(
+            timed["accurate A"]["seconds_per_image"] / row["seconds_per_image"]
+        )
+    assert json.loads(out.read_text())["methods"] == timed
+    assert "× faster than A" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="two runs are named"):
+        speed(["--run", str(tmp_path / "correction"), "--run", str(tmp_path / "correction")])
+    other = OmegaConf.load(tmp_path / "copy" / ".hydra" / "config.yaml")
+    other.data.splits.test.seed += 1
+    OmegaConf.save(other, tmp_path / "copy" / ".hydra" / "config.yaml")
+    with pytest.raises(ValueError, match="another data"):
+        speed(["--run", str(tmp_path / "correction"), "--run", str(tmp_path / "copy")])
+    with pytest.raises(SystemExit):
+        speed(["--run", str(tmp_path / "correction"), "--repeats", "0"])
+    assert "--repeats must be ≥ 1" in capsys.readouterr().err
 
     for bad, message in [(["--linear-bound", "-1"], "--linear-bound takes a number"),
                          (["--tv-lams", "0,1"], "expected positive numbers"),

@@ -1,0 +1,120 @@
+r"""Side-by-side speed of TV reconstruction with :math:`A`, :math:`\tilde A` and learned models.
+
+``python -m recon.bench_correction_speed --run RUN [--run RUN2 ...]`` times
+:func:`recon.correction.tv_descent` (the same λ, smoothing, iterations and step for every
+operator) on the first test images of the first run's data, with the accurate model :math:`A`
+and the approximate :math:`\tilde A` of that run's config and the frozen :math:`A_q` of each
+run (all runs must share the operators and data). The operators take turns within each
+repeat, so a change in machine load hits them alike; each one's time is its fastest repeat.
+It prints seconds per image and the speed-up over :math:`A`, and writes JSON (``--out``).
+
+``recon.bench_correction`` reports quality and time for one run; this one compares the cost
+of several runs' networks in one process, which a single machine's noise otherwise blurs.
+
+Example
+-------
+>>> main(["--run", "outputs/pat_correction", "--threads", "2"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from recon.bench_correction import _run_config, _test_data
+from recon.correction import load_correction, tv_descent
+
+
+def _same(cfg, other, key: str) -> bool:
+    return OmegaConf.to_container(cfg[key]) == OmegaConf.to_container(other[key])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the timing; returns ``{name: {"seconds_per_image", "repeats", "speedup"}}``."""
+    parser = argparse.ArgumentParser(prog="python -m recon.bench_correction_speed")
+    parser.add_argument("--run", action="append", required=True, help="a correction run (repeat)")
+    parser.add_argument("--n-test", type=int, default=10, help="first N test images, one batch")
+    parser.add_argument("--lam", type=float, default=2e-3, help="TV weight λ")
+    parser.add_argument("--eps", type=float, default=0.01, help="TV smoothing ε")
+    parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default=None, help="JSON results")
+    args = parser.parse_args(argv)
+    for name in ("n_test", "iters", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
+    if not args.lam >= 0 or not args.eps > 0:
+        parser.error(f"need --lam ≥ 0 and --eps > 0, got {args.lam} and {args.eps}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    runs = [Path(r).expanduser() for r in args.run]
+    cfg = _run_config(runs[0])
+    for run in runs[1:]:
+        other = _run_config(run)
+        for key in ("operator", "data"):
+            if not _same(cfg, other, key):
+                raise ValueError(f"{run} has another {key} than {runs[0]}: not comparable")
+    accurate = instantiate(cfg.objective.accurate)
+    operators = {"accurate A": accurate, "approximate Ã": instantiate(cfg.operator)}
+    for run in runs:
+        name = f"A_q {run.name}"
+        if name in operators:
+            raise ValueError(f"two runs are named {run.name}; give directories distinct names")
+        operators[name] = load_correction(run)
+    _, y = _test_data(cfg, args.n_test)
+    lipschitz = float(accurate.norm()) ** 2 + 4 * (y.ndim - 1) * args.lam / args.eps
+
+    def solve(op, data: torch.Tensor, iters: int) -> None:
+        tv_descent(data, op, lam=args.lam, eps=args.eps, n_iter=iters, lipschitz=lipschitz)
+
+    seconds: dict[str, list[float]] = {name: [] for name in operators}
+    with torch.no_grad():
+        for op in operators.values():  # warm-up: allocations, oneDNN kernels, FFT plans
+            solve(op, y, 2)
+        for _ in range(args.repeats):
+            for name, op in operators.items():
+                start = time.perf_counter()
+                solve(op, y, args.iters)
+                seconds[name].append((time.perf_counter() - start) / len(y))
+    reference = min(seconds["accurate A"])
+    results = {
+        name: {
+            "seconds_per_image": min(t),
+            "repeats": t,
+            "speedup": reference / min(t),
+        }
+        for name, t in seconds.items()
+    }
+    print(
+        f"TV ({args.iters} iterations, λ {args.lam:g}) on {len(y)} test images in one batch, "
+        f"{torch.get_num_threads()} threads; fastest of {args.repeats} repeats"
+    )
+    print("| operator | s/image | × faster than A |\n|---|---:|---:|")
+    for name, row in results.items():
+        print(f"| {name} | {row['seconds_per_image']:.3f} | {row['speedup']:.1f} |")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "runs": [str(r) for r in runs],
+            "threads": torch.get_num_threads(),
+            "n_images": len(y),
+            "iters": args.iters,
+            "lam": args.lam,
+            "methods": results,
+        }
+        out.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError(f"two runs are named {run.name}; give directories distinct names")
         operators[name] = load_correction(run)
     _, y = _test_data(cfg, args.n_test)
-    lipschitz = float(accurate.norm()) ** 2 + 4 * (y.ndim - 1) * args.lam / args.eps
+    # tv_descent's L: ‖A‖² + 4·d·λ/ε for d-dimensional images, the same step for every operator
+    image_dims = len(tuple(accurate.domain_shape))
+    lipschitz = float(accurate.norm()) ** 2 + 4 * image_dims * args.lam / args.eps
 
     def solve(op, data: torch.Tensor, iters: int) -> None:
         tv_descent(data, op, lam=args.lam, eps=args.eps, n_iter=iters, lipschitz=lipschitz)

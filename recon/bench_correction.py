@@ -22,7 +22,11 @@ split (never seen in training or validation) it reports
    convolution before and one after :math:`\tilde A` (and :math:`\tilde A^T`) fitted on ``N``
    training images (:func:`recon.correction_bound.fit_linear_correction`): how much of the
    mismatch filtering alone removes;
-4. optionally (``--unrolled NAME=RUN_DIR`` repeated) trained unrolled reconstructors evaluated on
+4. optionally (``--iterate-errors K1,K2,…``) the same errors at the ``k``-th iterates of TV
+   (the run's ``objective.lam``, or ``--tv-lam``) with :math:`A_q` and with :math:`A`: whether
+   the model stays accurate where the reconstruction goes, beyond the iterates it was trained
+   on (``objective.recursive_iter``);
+5. optionally (``--unrolled NAME=RUN_DIR`` repeated) trained unrolled reconstructors evaluated on
    the same test data, each with the operator of its own run (e.g. the learned gradient scheme
    trained with :math:`\tilde A` and the same network trained with the frozen :math:`A_q`).
 
@@ -83,6 +87,19 @@ def _float_list(text: str) -> list[float]:
     return values
 
 
+def _int_list(text: str) -> list[int]:
+    """``"1,20,200"`` -> ``[1, 20, 200]``, all ≥ 1 (an argparse type)."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, got {text!r}"
+        ) from None
+    if not values or not all(v >= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected iteration counts ≥ 1, got {text!r}")
+    return values
+
+
 def _quality(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     e, t = estimate.unsqueeze(1).float(), truth.unsqueeze(1).float()
     p = psnr(e, t).flatten(1).mean(1)
@@ -105,6 +122,41 @@ def _linearised(model: Any) -> Any:
         )
     out = copy.copy(model)
     out.adjoint_mode = "linearised"
+    return out
+
+
+def _iterate_errors(
+    model: Any, approx: Any, accurate: Any, x: torch.Tensor, y: torch.Tensor, args: Any,
+    lam: float,
+) -> dict[str, list[dict[str, float]]]:
+    """Errors of ``A_q`` and ``Ã`` at the TV iterates (of ``A_q`` and of ``A``) in
+    ``args.iterate_errors``; PSNR of each iterate."""
+    keep = set(args.iterate_errors)
+    lipschitz = float(accurate.norm()) ** 2 + 4 * (x.ndim - 1) * lam / args.tv_eps
+    out: dict[str, list[dict[str, float]]] = {}
+    for name, op in (("learned A_q", model), ("accurate A", accurate)):
+        rows: dict[int, dict[str, list[torch.Tensor]]] = {k: {} for k in sorted(keep)}
+        for sl in _chunks(len(x), args.batch_size):
+            iterates: dict[int, torch.Tensor] = {}
+
+            def remember(k: int, u: torch.Tensor, into: dict = iterates) -> None:
+                if k + 1 in keep:
+                    into[k + 1] = u.clone()
+
+            with torch.no_grad():
+                tv_descent(
+                    y[sl], op, lam=lam, eps=args.tv_eps, n_iter=max(keep),
+                    lipschitz=lipschitz, callback=remember,
+                )  # fmt: skip
+            for k, u in iterates.items():
+                for key, value in operator_errors(model, approx, accurate, u, y[sl]).items():
+                    rows[k].setdefault(key, []).append(value)
+                quality = psnr(u.unsqueeze(1), x[sl].unsqueeze(1)).flatten(1).mean(1)
+                rows[k].setdefault("psnr", []).append(quality)
+        out[name] = [
+            {"k": k, **{key: float(torch.cat(v).mean()) for key, v in row.items()}}
+            for k, row in rows.items()
+        ]
     return out
 
 
@@ -174,6 +226,10 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     parser.add_argument("--image-kernel", type=int, default=7, help="linear bound's image kernel")
     parser.add_argument("--data-kernel", type=int, default=9, help="linear bound's data kernel")
+    parser.add_argument(
+        "--iterate-errors", type=_int_list, default=None, metavar="K1,K2,...",
+        help="also the errors at these TV iterates of A_q and of A (λ: --tv-lam or the run's)",
+    )  # fmt: skip
     parser.add_argument("--unrolled", action="append", default=[], metavar="NAME=RUN_DIR")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="JSON results")
@@ -221,6 +277,24 @@ def main(argv: list[str] | None = None) -> dict:
             f"{bound['forward']:.4f} ({err['forward_approx'] / bound['forward']:.2f}×) | "
             f"{bound['adjoint']:.4f} ({err['adjoint_approx'] / bound['adjoint']:.2f}×) |"
         )
+
+    if args.iterate_errors:
+        lam = float(args.tv_lam if args.tv_lam is not None else cfg.objective.lam)
+        results["iterate_errors"] = {"lam": lam, **_iterate_errors(
+            model, approx, accurate, x, y, args, lam
+        )}  # fmt: skip
+        print(f"\nErrors at the TV iterates (λ {lam:g}) of each model")
+        print(
+            "| iterates of | k | PSNR | forward A_q | forward Ã | adjoint A_q | adjoint Ã |\n"
+            "|---|---:|---:|---:|---:|---:|---:|"
+        )
+        for name in ("learned A_q", "accurate A"):
+            for row in results["iterate_errors"][name]:
+                print(
+                    f"| {name} | {row['k']} | {row['psnr']:.2f} | {row['forward_model']:.3f} | "
+                    f"{row['forward_approx']:.3f} | {row['adjoint_model']:.3f} | "
+                    f"{row['adjoint_approx']:.3f} |"
+                )
 
     if not args.no_tv:
         norm_squared = float(accurate.norm()) ** 2

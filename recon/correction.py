@@ -322,7 +322,10 @@ class CorrectionObjective:
         k = self.iterations_at(step)
         if k == 0:
             return x
-        with torch.enable_grad():  # the learned operator's linearised adjoint needs autograd
+        # no graph through the networks' parameters across k iterations: with the learned
+        # adjoint it would hold every iterate's activations (at 128² and k ~ 200, more than
+        # 24 GB); a linearised adjoint enables autograd inside its own gradient()
+        with torch.no_grad():
             u = tv_descent(
                 y, model, lam=self.lam, eps=self.eps, n_iter=k, lipschitz=self._lipschitz()
             )

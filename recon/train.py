@@ -6,6 +6,7 @@
     recon-train experiment=quickstart
     recon-train experiment=ellipses_lpd trainer.max_steps=5000
     recon-train experiment=ellipses_lpd resume=true hydra.run.dir=outputs/lpd   # continue
+    recon-train experiment=ellipses_lpd init_from=outputs/lpd/checkpoints/best.pt  # fine-tune
 
 Checkpoints, TensorBoard logs (``tb/``) and ``run.json`` go under the run's output directory.
 :func:`load_trained` loads a checkpoint into a model, for ``recon-eval``::
@@ -94,6 +95,9 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     op = instantiate(cfg.operator)
     torch.manual_seed(int(cfg.seed))  # the model's initialisation follows the seed
     model = instantiate(cfg.model)
+    if cfg.get("init_from"):  # fine-tuning: the weights of another run, trained afresh from here
+        load_trained(model, cfg.init_from).train()
+        log.info("model weights from %s", cfg.init_from)
     train_data = build_split(cfg.data, "train", getattr(op, "geometry", None))
     if cfg.data.get("memory_cache", False):  # costly simulations (PAT): simulate each sample once
         train_data = MemoryCachedDataset(train_data)

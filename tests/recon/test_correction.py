@@ -221,6 +221,24 @@ def test_recursive_inputs_are_tv_iterates_of_the_current_model(ct):
     assert objective.inputs(model, x, y, 0) is x
 
 
+def test_recursive_inputs_build_no_graph_through_the_learned_adjoint(ct):
+    # a graph through the trainable nets would keep every iterate's activations alive
+    approx, accurate = _mismatched_pair(ct)
+    model = LearnedOperator(approx, data_net=_small_net(), adjoint="learned",
+                            adjoint_data_net=_small_net(), zero_init=False)  # fmt: skip
+    assert all(p.requires_grad for p in model.parameters())
+    in_graph = []
+    for net in (model.data_net, model.adjoint_data_net):
+        net.register_forward_hook(lambda m, i, out: in_graph.append(out.requires_grad))
+    objective = CorrectionObjective(
+        accurate=accurate, recursive_iter=3, grow_every=1, lam=0.01, seed=0
+    )
+    x = torch.rand(2, 16, 16, dtype=torch.float64)
+    step = next(s for s in range(3, 100) if objective.iterations_at(s) == 3)
+    u = objective.inputs(model, x, accurate(x), step)
+    assert len(in_graph) == 6 and not any(in_graph) and not u.requires_grad
+
+
 # --------------------------------------------------------------------------- configs end to end
 SMALL_PAT = [
     "operator.grid.shape=[16,16]",
@@ -321,6 +339,33 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
     with pytest.raises(ValueError, match="needs a LearnedOperator"):
         _linearised(torch.nn.Identity())
 
+    # --iterate-errors: the errors at the k-th TV iterates of A_q and of A, equal to the errors
+    # computed directly at those iterates
+    from hydra.utils import instantiate
+
+    from recon.bench_correction import _run_config, _test_data
+    from recon.correction import operator_errors, tv_descent
+
+    its = bench(["--run", str(tmp_path / "correction"), "--no-tv", "--n-test", "2",
+                 "--iterate-errors", "1,3", "--tv-lam", "1e-3"])  # fmt: skip
+    table = its["iterate_errors"]
+    assert table["lam"] == 1e-3
+    assert [row["k"] for row in table["learned A_q"]] == [1, 3] == [
+        row["k"] for row in table["accurate A"]
+    ]
+    run_cfg = _run_config(tmp_path / "correction")
+    accurate, approx = instantiate(run_cfg.objective.accurate), instantiate(run_cfg.operator)
+    xs, ys = _test_data(run_cfg, 2)
+    lipschitz = float(accurate.norm()) ** 2 + 8 * 1e-3 / 0.01
+    for name, op in (("learned A_q", model), ("accurate A", accurate)):
+        with torch.no_grad():
+            u = tv_descent(ys, op, lam=1e-3, n_iter=3, lipschitz=lipschitz)
+        direct = operator_errors(model, approx, accurate, u, ys)
+        for key, value in direct.items():
+            assert table[name][1][key] == pytest.approx(float(value.mean()), rel=1e-4), key
+    assert table["learned A_q"][0]["forward_model"] != table["learned A_q"][1]["forward_model"]
+    assert "Errors at the TV iterates" in capsys.readouterr().out
+
     # the speed benchmark: A, Ã and two runs' A_q in turns, same data and iterations
     import shutil
 
@@ -361,6 +406,18 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
         assert message in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="not a recon-train run"):
         bench(["--run", str(tmp_path)])
+
+
+@pytest.mark.parametrize("size", ["", "128"])
+def test_late_iterate_stage_fine_tunes_the_first_stage_on_200_tv_iterations(compose_cfg, size):
+    first = compose_cfg(f"experiment=pat_model_correction{size}")
+    cfg = compose_cfg(f"experiment=pat_model_correction{size}_late")
+    assert cfg.init_from.endswith("/checkpoints/best.pt")
+    assert cfg.objective.recursive_iter == 200 and cfg.objective.grow_every == 1
+    assert first.objective.recursive_iter == 20
+    assert cfg.model == first.model and cfg.data == first.data and cfg.operator == first.operator
+    assert cfg.objective.truth_fraction == first.objective.truth_fraction
+    assert cfg.objective.lam == first.objective.lam
 
 
 def test_ct_correction_experiment_composes_with_the_accurate_model_as_simulator(compose_cfg):

@@ -90,6 +90,28 @@ def test_resume_continues_the_same_run(compose_cfg, tmp_path):
     assert train(cfg, output_dir=tmp_path)["step"] == 5
 
 
+def test_init_from_starts_a_fresh_run_from_another_runs_weights(compose_cfg, tmp_path):
+    cfg = compose_cfg("config", "experiment=quickstart", *TINY)
+    train(cfg, output_dir=tmp_path / "first")
+    first = torch.load(tmp_path / "first" / "checkpoints" / "last.pt", weights_only=False)["model"]
+
+    cfg.init_from = str(tmp_path / "first" / "checkpoints" / "last.pt")
+    cfg.trainer.max_steps = 1
+    cfg.optim.lr = 0.0  # no update: the fine-tuned run's weights are the first run's
+    result = train(cfg, output_dir=tmp_path / "second")
+    assert result["step"] == 1  # its own step count, not the first run's
+    second = torch.load(tmp_path / "second" / "checkpoints" / "last.pt", weights_only=False)
+    for name, value in first.items():
+        assert torch.equal(second["model"][name], value), name
+    # and the weights differ from a fresh initialisation (the last block starts at zero)
+    fresh = instantiate(cfg.model).state_dict()
+    assert any(not torch.equal(fresh[name], value) for name, value in first.items())
+
+    cfg.init_from = str(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        train(cfg, output_dir=tmp_path / "third")
+
+
 def test_load_run_rebuilds_the_model_from_the_runs_own_config(compose_cfg, tmp_path):
     cfg = compose_cfg("config", "experiment=quickstart", *TINY, "model.n_primal=3")
     train(cfg, output_dir=tmp_path)

@@ -126,7 +126,12 @@ def _linearised(model: Any) -> Any:
 
 
 def _iterate_errors(
-    model: Any, approx: Any, accurate: Any, x: torch.Tensor, y: torch.Tensor, args: Any,
+    model: Any,
+    approx: Any,
+    accurate: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    args: Any,
     lam: float,
 ) -> dict[str, list[dict[str, float]]]:
     """Errors of ``A_q`` and ``Ã`` at the TV iterates (of ``A_q`` and of ``A``) in

@@ -350,9 +350,11 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
                  "--iterate-errors", "1,3", "--tv-lam", "1e-3"])  # fmt: skip
     table = its["iterate_errors"]
     assert table["lam"] == 1e-3
-    assert [row["k"] for row in table["learned A_q"]] == [1, 3] == [
-        row["k"] for row in table["accurate A"]
-    ]
+    assert (
+        [row["k"] for row in table["learned A_q"]]
+        == [1, 3]
+        == [row["k"] for row in table["accurate A"]]
+    )
     run_cfg = _run_config(tmp_path / "correction")
     accurate, approx = instantiate(run_cfg.objective.accurate), instantiate(run_cfg.operator)
     xs, ys = _test_data(run_cfg, 2)

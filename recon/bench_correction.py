@@ -74,30 +74,26 @@ def _test_data(cfg, n_test: int | None, split: str = "test") -> tuple[torch.Tens
     return torch.stack(xs)[:, 0], torch.stack(ys)[:, 0]
 
 
-def _float_list(text: str) -> list[float]:
-    """``"1e-3,2e-3"`` -> ``[0.001, 0.002]``, all positive (an argparse type)."""
+def _comma_list(text: str, convert, valid, what: str, requirement: str) -> list:
     try:
-        values = [float(part) for part in text.split(",")]
+        values = [convert(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected numbers separated by commas, got {text!r}"
+            f"expected {what} separated by commas, got {text!r}"
         ) from None
-    if not values or not all(v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    if not values or not all(valid(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected {requirement}, got {text!r}")
     return values
+
+
+def _float_list(text: str) -> list[float]:
+    """``"1e-3,2e-3"`` -> ``[0.001, 0.002]``, all positive (an argparse type)."""
+    return _comma_list(text, float, lambda v: v > 0, "numbers", "positive numbers")
 
 
 def _int_list(text: str) -> list[int]:
     """``"1,20,200"`` -> ``[1, 20, 200]``, all ≥ 1 (an argparse type)."""
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers separated by commas, got {text!r}"
-        ) from None
-    if not values or not all(v >= 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected iteration counts ≥ 1, got {text!r}")
-    return values
+    return _comma_list(text, int, lambda v: v >= 1, "integers", "iteration counts ≥ 1")
 
 
 def _quality(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:

@@ -402,6 +402,8 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
     for bad, message in [(["--linear-bound", "-1"], "--linear-bound takes a number"),
                          (["--tv-lams", "0,1"], "expected positive numbers"),
                          (["--tv-lams", "a"], "expected numbers separated by commas"),
+                         (["--iterate-errors", "0,5"], "expected iteration counts ≥ 1"),
+                         (["--iterate-errors", "5.5"], "expected integers separated by commas"),
                          (["--tv-lams", "1", "--tv-lam", "1"], "exclude each other")]:  # fmt: skip
         with pytest.raises(SystemExit):
             bench(["--run", str(tmp_path / "correction"), *bad])

@@ -412,10 +412,12 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
         bench(["--run", str(tmp_path)])
 
 
-@pytest.mark.parametrize("size", ["", "128"])
-def test_late_iterate_stage_fine_tunes_the_first_stage_on_200_tv_iterations(compose_cfg, size):
-    first = compose_cfg(f"experiment=pat_model_correction{size}")
-    cfg = compose_cfg(f"experiment=pat_model_correction{size}_late")
+@pytest.mark.parametrize(
+    "name", ["pat_model_correction", "pat_model_correction128", "ct_parallel_model_correction"]
+)
+def test_late_iterate_stage_fine_tunes_the_first_stage_on_200_tv_iterations(compose_cfg, name):
+    first = compose_cfg(f"experiment={name}")
+    cfg = compose_cfg(f"experiment={name}_late")
     assert cfg.init_from.endswith("/checkpoints/best.pt")
     assert cfg.objective.recursive_iter == 200 and cfg.objective.grow_every == 1
     assert first.objective.recursive_iter == 20

@@ -129,11 +129,12 @@ def _iterate_errors(
     y: torch.Tensor,
     args: Any,
     lam: float,
+    norm_squared: float,
 ) -> dict[str, list[dict[str, float]]]:
     """Errors of ``A_q`` and ``Ã`` at the TV iterates (of ``A_q`` and of ``A``) in
     ``args.iterate_errors``; PSNR of each iterate."""
     keep = set(args.iterate_errors)
-    lipschitz = float(accurate.norm()) ** 2 + 4 * (x.ndim - 1) * lam / args.tv_eps
+    lipschitz = _tv_lipschitz(norm_squared, x.ndim - 1, lam, args.tv_eps)
     out: dict[str, list[dict[str, float]]] = {}
     for name, op in (("learned A_q", model), ("accurate A", accurate)):
         rows: dict[int, dict[str, list[torch.Tensor]]] = {k: {} for k in sorted(keep)}
@@ -159,6 +160,11 @@ def _iterate_errors(
             for k, row in rows.items()
         ]
     return out
+
+
+def _tv_lipschitz(norm_squared: float, image_ndim: int, lam: float, eps: float) -> float:
+    """tv_descent's L = ‖A‖² + 4·d·λ/ε (d image dimensions), the same for every operator."""
+    return norm_squared + 4 * image_ndim * lam / eps
 
 
 def _chunks(n: int, size: int):
@@ -279,10 +285,11 @@ def main(argv: list[str] | None = None) -> dict:
             f"{bound['adjoint']:.4f} ({err['adjoint_approx'] / bound['adjoint']:.2f}×) |"
         )
 
+    norm_squared = float(accurate.norm()) ** 2 if args.iterate_errors or not args.no_tv else 0.0
     if args.iterate_errors:
         lam = float(args.tv_lam if args.tv_lam is not None else cfg.objective.lam)
         results["iterate_errors"] = {"lam": lam, **_iterate_errors(
-            model, approx, accurate, x, y, args, lam
+            model, approx, accurate, x, y, args, lam, norm_squared
         )}  # fmt: skip
         print(f"\nErrors at the TV iterates (λ {lam:g}) of each model")
         print(
@@ -298,13 +305,12 @@ def main(argv: list[str] | None = None) -> dict:
                 )
 
     if not args.no_tv:
-        norm_squared = float(accurate.norm()) ** 2
         operators = {"accurate A": accurate, "approximate Ã": approx, "learned A_q": model}
         if args.linearised_adjoint:
             operators["learned A_q, linearised adjoint"] = _linearised(model)
 
         def reconstruct(op, data: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
-            lipschitz = norm_squared + 4 * (x.ndim - 1) * lam / args.tv_eps
+            lipschitz = _tv_lipschitz(norm_squared, x.ndim - 1, lam, args.tv_eps)
             parts, seconds = [], 0.0
             for sl in _chunks(len(data), args.batch_size):
                 # no graph through trainable nets across the iterations; a linearised adjoint

@@ -52,7 +52,7 @@ from omegaconf import OmegaConf
 
 from data_tools.metrics import psnr, ssim
 from operators.learned import relative_error
-from recon.correction import load_correction, operator_errors, tv_descent
+from recon.correction import load_correction, operator_errors, tv_descent, tv_lipschitz
 from recon.correction_bound import fit_linear_correction
 from recon.data import build_split
 from recon.train import load_run
@@ -134,7 +134,7 @@ def _iterate_errors(
     """Errors of ``A_q`` and ``Ã`` at the TV iterates (of ``A_q`` and of ``A``) in
     ``args.iterate_errors``; PSNR of each iterate."""
     keep = set(args.iterate_errors)
-    lipschitz = _tv_lipschitz(norm_squared, x.ndim - 1, lam, args.tv_eps)
+    lipschitz = tv_lipschitz(norm_squared, x.ndim - 1, lam, args.tv_eps)
     out: dict[str, list[dict[str, float]]] = {}
     for name, op in (("learned A_q", model), ("accurate A", accurate)):
         rows: dict[int, dict[str, list[torch.Tensor]]] = {k: {} for k in sorted(keep)}
@@ -160,11 +160,6 @@ def _iterate_errors(
             for k, row in rows.items()
         ]
     return out
-
-
-def _tv_lipschitz(norm_squared: float, image_ndim: int, lam: float, eps: float) -> float:
-    """tv_descent's L = ‖A‖² + 4·d·λ/ε (d image dimensions), the same for every operator."""
-    return norm_squared + 4 * image_ndim * lam / eps
 
 
 def _chunks(n: int, size: int):
@@ -310,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
             operators["learned A_q, linearised adjoint"] = _linearised(model)
 
         def reconstruct(op, data: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
-            lipschitz = _tv_lipschitz(norm_squared, x.ndim - 1, lam, args.tv_eps)
+            lipschitz = tv_lipschitz(norm_squared, x.ndim - 1, lam, args.tv_eps)
             parts, seconds = [], 0.0
             for sl in _chunks(len(data), args.batch_size):
                 # no graph through trainable nets across the iterations; a linearised adjoint

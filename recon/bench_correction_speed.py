@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from recon.bench_correction import _run_config, _test_data
-from recon.correction import load_correction, tv_descent
+from recon.correction import load_correction, tv_descent, tv_lipschitz
 
 
 def _same(cfg, other, key: str) -> bool:
@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError(f"two runs are named {run.name}; give directories distinct names")
         operators[name] = load_correction(run)
     _, y = _test_data(cfg, args.n_test)
-    # tv_descent's L: ‖A‖² + 4·d·λ/ε for d-dimensional images, the same step for every operator
+    # the same step for every operator: L from the accurate model's norm
     image_dims = len(tuple(accurate.domain_shape))
-    lipschitz = float(accurate.norm()) ** 2 + 4 * image_dims * args.lam / args.eps
+    lipschitz = tv_lipschitz(float(accurate.norm()) ** 2, image_dims, args.lam, args.eps)
 
     def solve(op, data: torch.Tensor, iters: int) -> None:
         tv_descent(data, op, lam=args.lam, eps=args.eps, n_iter=iters, lipschitz=lipschitz)

@@ -57,6 +57,7 @@ __all__ = [
     "load_correction",
     "operator_errors",
     "tv_descent",
+    "tv_lipschitz",
 ]
 
 
@@ -91,6 +92,20 @@ def data_gradient(op: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if callable(gradient):
         return gradient(x, y)
     return op.T(op(x) - y)
+
+
+def tv_lipschitz(norm_squared: float, ndim: int, lam: float, eps: float) -> float:
+    r"""Lipschitz constant of the gradient of :math:`\tfrac12\|Ax - y\|^2 + \lambda
+    \mathrm{TV}_\varepsilon(x)` on ``ndim``-dimensional images:
+    :math:`L = \|A\|^2 + 4\,d\,\lambda/\varepsilon` (``norm_squared`` is :math:`\|A\|^2`).
+
+    Pass it as :func:`tv_descent`'s ``lipschitz`` with the accurate model's norm so that every
+    model (``A``, ``Ã``, ``A_q``) takes the same steps.
+
+    >>> tv_lipschitz(2.0, 2, lam=0.01, eps=0.1)
+    2.8
+    """
+    return norm_squared + (4 * ndim * lam / eps if lam > 0 else 0.0)
 
 
 def tv_descent(
@@ -152,7 +167,7 @@ def tv_descent(
     if lam > 0 and ndim not in (2, 3):
         raise ValueError(f"TV needs a 2D or 3D domain, got op.domain_shape {domain_shape}")
     if lipschitz is None:
-        lipschitz = float(op.norm()) ** 2 + (4 * ndim * lam / eps if lam > 0 else 0.0)
+        lipschitz = tv_lipschitz(float(op.norm()) ** 2, ndim, lam, eps)
     step = 1.0 / _check_positive("lipschitz", lipschitz)
     if x0 is None:
         x = y.new_zeros((*batch_shape, *domain_shape))
@@ -301,8 +316,8 @@ class CorrectionObjective:
     def _lipschitz(self) -> float:
         if self.lipschitz is None:
             ndim = len(tuple(self.accurate.domain_shape))
-            extra = 4 * ndim * self.lam / self.eps if self.lam > 0 else 0.0
-            self.lipschitz = float(self.accurate.norm()) ** 2 + extra
+            norm_squared = float(self.accurate.norm()) ** 2
+            self.lipschitz = tv_lipschitz(norm_squared, ndim, self.lam, self.eps)
         return float(self.lipschitz)
 
     def iterations_at(self, step: int) -> int:

@@ -167,6 +167,15 @@ def _chunks(n: int, size: int):
         yield slice(start, min(n, start + size))
 
 
+def _mean_errors(model, approx, accurate, x, y, batch_size: int) -> dict[str, float]:
+    """:func:`operator_errors` averaged over the images, in batches."""
+    errors: dict[str, list[torch.Tensor]] = {}
+    for sl in _chunks(len(x), batch_size):
+        for key, value in operator_errors(model, approx, accurate, x[sl], y[sl]).items():
+            errors.setdefault(key, []).append(value)
+    return {key: float(torch.cat(value).mean()) for key, value in errors.items()}
+
+
 def _linear_bound(
     cfg, model, approx, accurate, x: torch.Tensor, y: torch.Tensor, args
 ) -> dict[str, Any]:
@@ -219,6 +228,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tv-iter", type=int, default=200)
     parser.add_argument("--no-tv", action="store_true", help="errors only")
     parser.add_argument(
+        "--bf16", action="store_true",
+        help="also A_q with its networks' convolutions in bfloat16 (LearnedOperator.compute_in)",
+    )  # fmt: skip
+    parser.add_argument(
         "--linearised-adjoint", action="store_true",
         help="also run TV with A_q's linearised adjoint (the exact gradient of ½‖A_q x − y‖²)",
     )  # fmt: skip
@@ -254,11 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
     x, y = _test_data(cfg, args.n_test)
     print(f"{run_dir}: {len(x)} test images {tuple(x.shape[1:])}, data {tuple(y.shape[1:])}")
 
-    errors: dict[str, list[torch.Tensor]] = {}
-    for sl in _chunks(len(x), args.batch_size):
-        for key, value in operator_errors(model, approx, accurate, x[sl], y[sl]).items():
-            errors.setdefault(key, []).append(value)
-    err = {key: float(torch.cat(value).mean()) for key, value in errors.items()}
+    err = _mean_errors(model, approx, accurate, x, y, args.batch_size)
     results: dict[str, Any] = {
         "run": str(run_dir),
         "n_test": len(x),
@@ -270,6 +279,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"| approximate Ã | {err['forward_approx']:.4f} | {err['adjoint_approx']:.4f} |")
     print(f"| learned A_q | {err['forward_model']:.4f} | {err['adjoint_model']:.4f} |")
     print(f"| ratio Ã / A_q | {results['forward_ratio']:.2f}× | {results['adjoint_ratio']:.2f}× |")
+    reduced = copy.deepcopy(model).compute_in(torch.bfloat16) if args.bf16 else None
+    if reduced is not None:
+        row = results["errors_bf16"] = _mean_errors(
+            reduced, approx, accurate, x, y, args.batch_size
+        )
+        print(f"| A_q, bfloat16 | {row['forward_model']:.4f} | {row['adjoint_model']:.4f} |")
     if args.linear_bound:
         bound = _linear_bound(cfg, model, approx, accurate, x, y, args)
         results["linear_bound"] = bound
@@ -303,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
         operators = {"accurate A": accurate, "approximate Ã": approx, "learned A_q": model}
         if args.linearised_adjoint:
             operators["learned A_q, linearised adjoint"] = _linearised(model)
+        if reduced is not None:
+            operators["learned A_q, bfloat16"] = reduced
 
         def reconstruct(op, data: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
             lipschitz = tv_lipschitz(norm_squared, x.ndim - 1, lam, args.tv_eps)

@@ -4,7 +4,8 @@ r"""Side-by-side speed of TV reconstruction with :math:`A`, :math:`\tilde A` and
 :func:`recon.correction.tv_descent` (the same λ, smoothing, iterations and step for every
 operator) on the first test images of the first run's data, with the accurate model :math:`A`
 and the approximate :math:`\tilde A` of that run's config and the frozen :math:`A_q` of each
-run (all runs must share the operators and data). The operators take turns within each
+run (all runs must share the operators and data), and with ``--bf16`` each :math:`A_q` with its
+networks in bfloat16 too. The operators take turns within each
 repeat, so a change in machine load hits them alike; each one's time is its fastest repeat.
 It prints seconds per image and the speed-up over :math:`A`, and writes JSON (``--out``).
 
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eps", type=float, default=0.01, help="TV smoothing ε")
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--bf16", action="store_true",
+        help="also each A_q with its networks in bfloat16 (LearnedOperator.compute_in)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="JSON results")
     args = parser.parse_args(argv)
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
         if name in operators:
             raise ValueError(f"two runs are named {run.name}; give directories distinct names")
         operators[name] = load_correction(run)
+        if args.bf16:
+            operators[f"{name}, bfloat16"] = load_correction(run).compute_in(torch.bfloat16)
     _, y = _test_data(cfg, args.n_test)
     # the same step for every operator: L from the accurate model's norm
     image_dims = len(tuple(accurate.domain_shape))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+from torch import nn
 
 from models.dilated import DilatedCNN
 
@@ -193,3 +196,29 @@ def test_unshuffle_errors():
         DilatedCNN(unshuffle=(0, 2))
     with pytest.raises(ValueError, match="multiples of the factors"):
         DilatedCNN(unshuffle=2)(torch.zeros(1, 1, 8, 7))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_compute_in_bfloat16_runs_the_convolutions_there_and_keeps_the_io_dtype(ndim):
+    torch.manual_seed(0)
+    net = DilatedCNN(channels=8, dilations=(1, 2), ndim=ndim, normalize=True, coordinates=True,
+                     unshuffle=2, linear_kernel=3)  # fmt: skip
+    for p in net.parameters():  # nonzero everywhere, so the nets differ from the identity
+        p.data.normal_(0, 0.2)
+    x = torch.randn(2, 1, *([8] * ndim))
+    reference = net(x)
+    reduced = copy.deepcopy(net).compute_in(torch.bfloat16)
+    out = reduced(x)
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    convs = [m for m in reduced.modules() if isinstance(m, nn.Conv2d | nn.Conv3d)]
+    assert {m.weight.dtype for m in convs if m is not reduced.linear} == {torch.bfloat16}
+    assert reduced.linear.weight.dtype == torch.float32  # the exact linear path stays
+    prelus = [m for m in reduced.modules() if isinstance(m, nn.PReLU)]
+    assert prelus and all(m.weight.dtype == torch.float32 for m in prelus)
+    assert not any(p.requires_grad for p in reduced.parameters()) and not reduced.training
+    # rounding to 8 bits of mantissa: close to, but not equal to, the float32 network
+    correction = (reference - x).norm()
+    assert 0 < (out - reference).norm() < 2e-2 * correction
+    assert "compute_dtype=torch.bfloat16" in repr(reduced)
+    with pytest.raises(ValueError, match="floating-point"):
+        DilatedCNN().compute_in(torch.int32)

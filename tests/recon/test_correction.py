@@ -221,6 +221,38 @@ def test_recursive_inputs_are_tv_iterates_of_the_current_model(ct):
     assert objective.inputs(model, x, y, 0) is x
 
 
+def test_lam_max_draws_the_tv_weight_log_uniformly_per_step(ct):
+    approx, accurate = _mismatched_pair(ct)
+    objective = CorrectionObjective(
+        accurate=accurate, recursive_iter=3, grow_every=1, lam=1e-3, lam_max=1e-1, seed=0
+    )
+    lams = [objective.lam_at(s) for s in range(400)]
+    assert min(lams) >= 1e-3 and max(lams) <= 1e-1
+    logs = torch.tensor(lams).log10()
+    assert abs(float(logs.mean()) + 2) < 0.1  # log-uniform on [-3, -1]: mean -2
+    assert abs(float((logs < -2.5).double().mean()) - 0.25) < 0.07
+    assert lams == [objective.lam_at(s) for s in range(400)]  # a resumed run draws the same
+    # the draw of λ does not change the draw of k
+    plain = CorrectionObjective(accurate=accurate, recursive_iter=3, grow_every=1, lam=1e-3)
+    assert [objective.iterations_at(s) for s in range(50)] == [
+        plain.iterations_at(s) for s in range(50)
+    ]
+    assert all(plain.lam_at(s) == 1e-3 for s in range(5))
+    # and the inputs are the TV iterates at the drawn λ, with its own step size
+    model = LearnedOperator(approx, data_net=_small_net(), zero_init=True)
+    x = torch.rand(2, 16, 16, dtype=torch.float64)
+    y = accurate(x)
+    step = next(s for s in range(3, 100) if objective.iterations_at(s) == 2)
+    lam = objective.lam_at(step)
+    lipschitz = float(accurate.norm()) ** 2 + 8 * lam / objective.eps
+    expected = tv_descent(y, model, lam=lam, eps=objective.eps, n_iter=2, lipschitz=lipschitz)
+    assert torch.allclose(objective.inputs(model, x, y, step), expected)
+    for bad in [{"lam": 0.0, "lam_max": 1e-2}, {"lam": 1e-2, "lam_max": 1e-3},
+                {"lam": 1e-3, "lam_max": -1.0}]:  # fmt: skip
+        with pytest.raises(ValueError, match="lam"):
+            CorrectionObjective(accurate=accurate, recursive_iter=3, **bad)
+
+
 def test_recursive_inputs_build_no_graph_through_the_learned_adjoint(ct):
     # a graph through the trainable nets would keep every iterate's activations alive
     approx, accurate = _mismatched_pair(ct)
@@ -324,10 +356,16 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
     # networks; the loaded model keeps its learned adjoint)
     from recon.bench_correction import _linearised
 
+    # --bf16: a fifth, A_q with its networks in bfloat16, with its errors (rounding away)
     lin = bench(["--run", str(tmp_path / "correction"), "--tv-iter", "3", "--n-test", "2",
-                 "--linearised-adjoint"])  # fmt: skip
-    row = lin["tv"]["methods"]["learned A_q, linearised adjoint"]
-    assert row["psnr"] > 0 and row["seconds_per_image"] > 0
+                 "--linearised-adjoint", "--bf16"])  # fmt: skip
+    for name in ("learned A_q, linearised adjoint", "learned A_q, bfloat16"):
+        row = lin["tv"]["methods"][name]
+        assert row["psnr"] > 0 and row["seconds_per_image"] > 0
+    for key in ("forward_model", "adjoint_model"):
+        assert lin["errors_bf16"][key] == pytest.approx(lin["errors"][key], rel=0.05, abs=2e-3)
+    assert lin["errors_bf16"]["forward_approx"] == lin["errors"]["forward_approx"]
+    assert model.data_net.compute_dtype is None  # the bench rounds a copy
     copy = _linearised(model)
     assert copy.adjoint_mode == "linearised" and model.adjoint_mode == "learned"
     assert copy.data_net is model.data_net
@@ -378,8 +416,9 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
     shutil.copytree(tmp_path / "correction", tmp_path / "copy")
     out = tmp_path / "speed.json"
     timed = speed(["--run", str(tmp_path / "correction"), "--run", str(tmp_path / "copy"),
-                   "--n-test", "2", "--iters", "3", "--out", str(out)])  # fmt: skip
-    assert list(timed) == ["accurate A", "approximate Ã", "A_q correction", "A_q copy"]
+                   "--n-test", "2", "--iters", "3", "--out", str(out), "--bf16"])  # fmt: skip
+    names = ["A_q correction", "A_q correction, bfloat16", "A_q copy", "A_q copy, bfloat16"]
+    assert list(timed) == ["accurate A", "approximate Ã", *names]
     assert all(len(r["repeats"]) == 2 and r["seconds_per_image"] > 0 for r in timed.values())
     assert timed["accurate A"]["speedup"] == 1.0
     for row in timed.values():

@@ -465,6 +465,20 @@ def test_late_iterate_stage_fine_tunes_the_first_stage_on_200_tv_iterations(comp
     assert cfg.objective.lam == first.objective.lam
 
 
+@pytest.mark.parametrize("name", ["pat_model_correction", "pat_model_correction128"])
+def test_lams_stage_fine_tunes_the_late_stage_over_the_tuned_tv_weights(compose_cfg, name):
+    from hydra.utils import instantiate
+
+    late = compose_cfg(f"experiment={name}_late")
+    cfg = compose_cfg(f"experiment={name}_lams")
+    assert cfg.init_from.endswith("_late/checkpoints/best.pt")
+    assert cfg.objective.lam == 5e-4 and cfg.objective.lam_max == 4e-3
+    assert cfg.objective.recursive_iter == 200 and cfg.optim.lr < late.optim.lr
+    assert cfg.model == late.model and cfg.data == late.data and cfg.operator == late.operator
+    objective, _ = instantiate(cfg.objective, op=None)
+    assert objective.lam_max == 4e-3 and len({objective.lam_at(s) for s in range(3)}) == 3
+
+
 def test_ct_correction_experiment_composes_with_the_accurate_model_as_simulator(compose_cfg):
     from hydra.utils import instantiate
 

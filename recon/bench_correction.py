@@ -54,6 +54,7 @@ from data_tools.metrics import psnr, ssim
 from operators.learned import relative_error
 from recon.correction import load_correction, operator_errors, tv_descent, tv_lipschitz
 from recon.correction_bound import fit_linear_correction
+from recon.cpu import keep_freed_memory
 from recon.data import build_split
 from recon.train import load_run
 
@@ -247,6 +248,11 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     parser.add_argument("--unrolled", action="append", default=[], metavar="NAME=RUN_DIR")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+        help="raise glibc's malloc thresholds (recon.cpu.keep_freed_memory): the nets of A_q "
+        "stop page-faulting on fresh buffers",
+    )  # fmt: skip
     parser.add_argument("--out", default=None, help="JSON results")
     args = parser.parse_args(argv)
     if args.linear_bound < 0:
@@ -257,6 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--tv-lam and --tv-lams exclude each other")
     if args.threads:
         torch.set_num_threads(args.threads)
+    malloc_tuned = keep_freed_memory() if args.keep_freed_memory else False
     run_dir = Path(args.run).expanduser()
     cfg = _run_config(run_dir)
     if cfg.get("objective") is None or cfg.objective.get("accurate") is None:
@@ -270,6 +277,8 @@ def main(argv: list[str] | None = None) -> dict:
     err = _mean_errors(model, approx, accurate, x, y, args.batch_size)
     results: dict[str, Any] = {
         "run": str(run_dir),
+        "threads": torch.get_num_threads(),
+        "keep_freed_memory": malloc_tuned,
         "n_test": len(x),
         "errors": err,
         "forward_ratio": err["forward_approx"] / err["forward_model"],

@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 
 from recon.bench_correction import _run_config, _test_data
 from recon.correction import load_correction, tv_descent, tv_lipschitz
+from recon.cpu import keep_freed_memory
 
 
 def _same(cfg, other, key: str) -> bool:
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> dict:
         help="also each A_q with its networks in bfloat16 (LearnedOperator.compute_in)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+        help="raise glibc's malloc thresholds (recon.cpu.keep_freed_memory): the nets of A_q "
+        "stop page-faulting on fresh buffers",
+    )  # fmt: skip
     parser.add_argument("--out", default=None, help="JSON results")
     args = parser.parse_args(argv)
     for name in ("n_test", "iters", "repeats"):
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"need --lam ≥ 0 and --eps > 0, got {args.lam} and {args.eps}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    malloc_tuned = keep_freed_memory() if args.keep_freed_memory else False
 
     runs = [Path(r).expanduser() for r in args.run]
     cfg = _run_config(runs[0])
@@ -104,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(
         f"TV ({args.iters} iterations, λ {args.lam:g}) on {len(y)} test images in one batch, "
-        f"{torch.get_num_threads()} threads; fastest of {args.repeats} repeats"
+        f"{torch.get_num_threads()} threads; fastest of {args.repeats} repeats; glibc malloc "
+        f"thresholds {'raised' if malloc_tuned else 'default'}"
     )
     print("| operator | s/image | × faster than A |\n|---|---:|---:|")
     for name, row in results.items():
@@ -115,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         payload = {
             "runs": [str(r) for r in runs],
             "threads": torch.get_num_threads(),
+            "keep_freed_memory": malloc_tuned,
             "n_images": len(y),
             "iters": args.iters,
             "lam": args.lam,

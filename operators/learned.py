@@ -509,15 +509,15 @@ class LearnedOperator(nn.Module):
         >>> A_q.compute_in(torch.bfloat16)(torch.rand(2, 8, 8)).dtype
         torch.float32
         """
-        for name in _NET_NAMES:
-            net = getattr(self, name, None)
-            if net is None:
-                continue
+        nets = {name: getattr(self, name, None) for name in _NET_NAMES}
+        nets = {name: net for name, net in nets.items() if net is not None}
+        for name, net in nets.items():  # check all first: no half-converted operator
             if not callable(getattr(net, "compute_in", None)):
                 raise TypeError(
                     f"LearnedOperator.compute_in: {name} ({type(net).__name__}) has no "
                     "compute_in(dtype); only networks that keep their input dtype support it"
                 )
+        for net in nets.values():
             net.compute_in(dtype)
         return self.freeze()
 

@@ -506,6 +506,8 @@ def test_compute_in_bfloat16_keeps_the_operator_within_rounding_of_float32():
     assert 2e-2 * exact.norm() < (vjp - exact).norm() < 0.15 * exact.norm()
     with pytest.raises(TypeError, match="float64"):
         reduced(x.double())
-    unet = LearnedOperator(approx, image_net=UNet(depth=1, channels=4, residual=True))
-    with pytest.raises(TypeError, match="compute_in"):
-        unet.compute_in(torch.bfloat16)
+    mixed = LearnedOperator(approx, image_net=net(), data_net=UNet(depth=1, channels=4,
+                                                                  residual=True))  # fmt: skip
+    with pytest.raises(TypeError, match="data_net .*compute_in"):
+        mixed.compute_in(torch.bfloat16)
+    assert mixed.image_net.compute_dtype is None  # nothing converted

@@ -190,7 +190,9 @@ class DilatedCNN(nn.Module):
         On CPUs with AVX512-BF16 or AMX (and on GPUs) ``torch.bfloat16`` runs the convolutions
         about 2× faster (measured: a 24-channel 3×3 convolution on 10×32×64, one thread, 2.44 →
         1.23 ms); ``torch.autocast`` gains nothing here, as it casts the weights on every call.
-        The output's rounding error is ~2⁻⁹ of the network's correction.
+        The output's rounding error is ~2⁻⁹ of the network's correction. On inputs that
+        require grad (a linearised adjoint: a vector-Jacobian product through the network) the
+        PReLUs run as :func:`frozen_prelu`, whose input gradient is ~3× cheaper than PReLU's.
 
         >>> net = DilatedCNN(channels=4, dilations=(1, 2)).compute_in(torch.bfloat16)
         >>> net(torch.randn(1, 1, 8, 8)).dtype
@@ -244,7 +246,11 @@ class DilatedCNN(nn.Module):
         else:  # each layer in its parameters' dtype: convolutions in compute_dtype, activations
             for layer in (*self.hidden, self.out_conv):  # in io_dtype (bfloat16 PReLU is ~20×
                 param = next(layer.parameters(), None)  # slower than a round trip to float32)
-                h = layer(h if param is None else h.to(param.dtype))
+                h = h if param is None else h.to(param.dtype)
+                if isinstance(layer, nn.PReLU) and h.requires_grad:  # a vector-Jacobian product
+                    h = frozen_prelu(h, layer.weight)  # follows: PReLU's backward is ~3× dearer
+                else:  # (without one, PReLU's single pass is the cheaper)
+                    h = layer(h)
         return _from_blocks(h, self.unshuffle).to(dtype).contiguous()
 
     def zero_last(self) -> None:
@@ -264,6 +270,24 @@ class DilatedCNN(nn.Module):
             + (f", unshuffle={self.unshuffle}" if math.prod(self.unshuffle) > 1 else "")
             + (f", compute_dtype={self.compute_dtype}" if self.compute_dtype is not None else "")
         )
+
+
+def frozen_prelu(h: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+    r"""PReLU with per-channel ``slopes`` :math:`a_c` (fixed), written as
+    :math:`a_c h + (1 - a_c)\,\mathrm{relu}(h)`, for inference and for gradients in the input.
+
+    Equal to :func:`torch.nn.functional.prelu` up to rounding, but its backward pass is two
+    elementwise products instead of PReLU's kernel, which also reduces the slopes' gradient
+    (measured on 10×24×32×64 channels-last float32, 2 threads: forward and input gradient 1.8 →
+    0.5 ms). :meth:`DilatedCNN.compute_in` uses it, so the linearised adjoint of a learned
+    operator (a vector-Jacobian product through its networks) gets cheaper.
+
+    >>> h, a = torch.randn(2, 3, 4, 4), torch.rand(3)
+    >>> torch.allclose(frozen_prelu(h, a), nn.functional.prelu(h, a))
+    True
+    """
+    a = slopes.reshape(1, -1, *([1] * (h.ndim - 2))).to(h.dtype)
+    return torch.addcmul(h * a, 1 - a, torch.relu(h))
 
 
 def _to_blocks(h: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:

@@ -499,9 +499,10 @@ class LearnedOperator(nn.Module):
         a CPU with AVX512-BF16 the networks run about 2× faster in bfloat16; the operator changes
         by the rounding of the corrections (relative ~1e-3, far below a trained model error of
         ~0.1); check the reconstruction quality once (``python -m recon.bench_correction
-        --bf16``). Use it with the learned adjoint: the linearised adjoint differentiates
-        through the rounded networks, whose Jacobian is much further from float32's than their
-        values (measured on random nets: 0.4 % in the values, 7.5 % in the Jacobian).
+        --bf16``), in particular with the linearised adjoint: it differentiates through the
+        rounded networks, whose Jacobian is further from float32's than their values (random
+        nets: 0.4 % in the values, 7.5 % in the Jacobian; the trained 64² PAT ``A_q``: 1.7 %
+        in the gradient of ``½‖A_q x − y‖²``, and TV's PSNR unchanged to 0.01 dB).
 
         >>> from operators import IdentityOperator
         >>> from models.dilated import DilatedCNN

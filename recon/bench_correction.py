@@ -15,9 +15,10 @@ split (never seen in training or validation) it reports
    and :math:`A_q`, in the same run: PSNR/SSIM against the phantoms and seconds per image
    (with ``--linearised-adjoint``, also :math:`A_q` with its linearised adjoint, i.e. the exact
    gradient :math:`J(x)^T(A_q x - y)` of :math:`\tfrac12\|A_q x - y\|^2` instead of the learned
-   adjoint networks). One λ for all (``--tv-lam``, default the run's ``objective.lam``), or,
-   with ``--tv-lams``, each operator's own λ from that list: the one with the best mean PSNR on
-   the run's *validation* split, as ``recon-eval`` tunes its baselines;
+   adjoint networks; with ``--bf16`` too, both in bfloat16). One λ for all (``--tv-lam``,
+   default the run's ``objective.lam``), or, with ``--tv-lams``, each operator's own λ from
+   that list: the one with the best mean PSNR on the run's *validation* split, as
+   ``recon-eval`` tunes its baselines;
 3. optionally (``--linear-bound N``) the errors of the best *linear* correction, a
    convolution before and one after :math:`\tilde A` (and :math:`\tilde A^T`) fitted on ``N``
    training images (:func:`recon.correction_bound.fit_linear_correction`): how much of the
@@ -329,6 +330,8 @@ def main(argv: list[str] | None = None) -> dict:
             operators["learned A_q, linearised adjoint"] = _linearised(model)
         if reduced is not None:
             operators["learned A_q, bfloat16"] = reduced
+            if args.linearised_adjoint:
+                operators["learned A_q, linearised adjoint, bfloat16"] = _linearised(reduced)
 
         def reconstruct(op, data: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
             lipschitz = tv_lipschitz(norm_squared, x.ndim - 1, lam, args.tv_eps)

@@ -4,10 +4,12 @@ r"""Side-by-side speed of TV reconstruction with :math:`A`, :math:`\tilde A` and
 :func:`recon.correction.tv_descent` (the same λ, smoothing, iterations and step for every
 operator) on the first test images of the first run's data, with the accurate model :math:`A`
 and the approximate :math:`\tilde A` of that run's config and the frozen :math:`A_q` of each
-run (all runs must share the operators and data), and with ``--bf16`` each :math:`A_q` with its
-networks in bfloat16 too. The operators take turns within each
-repeat, so a change in machine load hits them alike; each one's time is its fastest repeat.
-It prints seconds per image and the speed-up over :math:`A`, and writes JSON (``--out``).
+run (all runs must share the operators and data); with ``--bf16`` each :math:`A_q` with its
+networks in bfloat16 too, and with ``--linearised-adjoint`` each with its linearised adjoint
+(the exact gradient of :math:`\tfrac12\|A_q x - y\|^2`; in bfloat16 too with both flags).
+The operators take turns within each repeat, so a change in machine load hits them alike;
+each one's time is its fastest repeat. It prints seconds per image and the speed-up over
+:math:`A`, and writes JSON (``--out``).
 
 ``recon.bench_correction`` reports quality and time for one run; this one compares the cost
 of several runs' networks in one process, which a single machine's noise otherwise blurs.
@@ -28,7 +30,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from recon.bench_correction import _run_config, _test_data
+from recon.bench_correction import _linearised, _run_config, _test_data
 from recon.correction import load_correction, tv_descent, tv_lipschitz
 from recon.cpu import keep_freed_memory
 
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--bf16", action="store_true",
         help="also each A_q with its networks in bfloat16 (LearnedOperator.compute_in)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--linearised-adjoint", action="store_true",
+        help="also each A_q with its linearised adjoint instead of the learned adjoint networks",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
@@ -81,8 +87,13 @@ def main(argv: list[str] | None = None) -> dict:
         if name in operators:
             raise ValueError(f"two runs are named {run.name}; give directories distinct names")
         operators[name] = load_correction(run)
+        if args.linearised_adjoint:
+            operators[f"{name}, linearised adjoint"] = _linearised(operators[name])
         if args.bf16:
-            operators[f"{name}, bfloat16"] = load_correction(run).compute_in(torch.bfloat16)
+            reduced = load_correction(run).compute_in(torch.bfloat16)
+            operators[f"{name}, bfloat16"] = reduced
+            if args.linearised_adjoint:
+                operators[f"{name}, linearised adjoint, bfloat16"] = _linearised(reduced)
     _, y = _test_data(cfg, args.n_test)
     # the same step for every operator: L from the accurate model's norm
     image_dims = len(tuple(accurate.domain_shape))

@@ -21,6 +21,7 @@ Checkpoints, TensorBoard logs (``tb/``) and ``run.json`` go under the run's outp
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -38,11 +39,22 @@ log = logging.getLogger(__name__)
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-def load_trained(model: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:
+def load_trained(
+    model: torch.nn.Module, checkpoint: str | Path, *, skip: Sequence[str] = ()
+) -> torch.nn.Module:
     """Load the weights of a trainer checkpoint (``best.pt``, ``last.pt``, ``step_*.pt``) into
     ``model`` and return it in eval mode.
 
-    Raises ``FileNotFoundError`` naming the path when the checkpoint is missing.
+    ``skip`` names submodules of the checkpoint's model not to load, e.g. the adjoint networks
+    of a learned operator fine-tuned with its linearised adjoint::
+
+        load_trained(A_q, "outputs/pat_correction/checkpoints/best.pt",
+                     skip=["adjoint_image_net", "adjoint_data_net"])
+
+    Every other weight must match (names and shapes).
+
+    Raises ``FileNotFoundError`` naming the path when the checkpoint is missing, and
+    ``ValueError`` naming a ``skip`` entry that is not a submodule of the checkpoint's model.
     """
     path = Path(checkpoint).expanduser()
     if not path.is_file():
@@ -50,7 +62,13 @@ def load_trained(model: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Mod
     state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path} is not a tomolearn trainer checkpoint (no 'model' entry)")
-    model.load_state_dict(state["model"])
+    weights = state["model"]
+    for name in skip:
+        if not any(key.startswith(f"{name}.") for key in weights):
+            modules = sorted({key.split(".")[0] for key in weights})
+            raise ValueError(f"skip: {path} has no submodule {name!r} (it has {modules})")
+        weights = {key: value for key, value in weights.items() if not key.startswith(f"{name}.")}
+    model.load_state_dict(weights)
     return model.eval()
 
 
@@ -95,9 +113,13 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     op = instantiate(cfg.operator)
     torch.manual_seed(int(cfg.seed))  # the model's initialisation follows the seed
     model = instantiate(cfg.model)
+    skip = cfg.get("init_skip") or []
+    skip = [skip] if isinstance(skip, str) else list(skip)
+    if skip and not cfg.get("init_from"):
+        raise ValueError(f"init_skip={skip} needs init_from (the checkpoint to skip them in)")
     if cfg.get("init_from"):  # fine-tuning: the weights of another run, trained afresh from here
-        load_trained(model, cfg.init_from).train()
-        log.info("model weights from %s", cfg.init_from)
+        load_trained(model, cfg.init_from, skip=skip).train()
+        log.info("model weights from %s%s", cfg.init_from, f" (skipping {skip})" if skip else "")
     train_data = build_split(cfg.data, "train", getattr(op, "geometry", None))
     if cfg.data.get("memory_cache", False):  # costly simulations (PAT): simulate each sample once
         train_data = MemoryCachedDataset(train_data)

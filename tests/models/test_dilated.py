@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.dilated import DilatedCNN
+from models.dilated import DilatedCNN, frozen_prelu
 
 
 def test_shapes_and_identity_start():
@@ -222,3 +222,29 @@ def test_compute_in_bfloat16_runs_the_convolutions_there_and_keeps_the_io_dtype(
     assert "compute_dtype=torch.bfloat16" in repr(reduced)
     with pytest.raises(ValueError, match="floating-point"):
         DilatedCNN().compute_in(torch.int32)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_frozen_prelu_equals_prelu_and_its_input_gradient(ndim):
+    torch.manual_seed(0)
+    h = torch.randn(2, 4, *([5] * ndim), requires_grad=True)
+    slopes = torch.tensor([0.25, -0.5, 1.5, 0.0])  # any slope, not only those in [0, 1]
+    out = frozen_prelu(h, slopes)
+    torch.testing.assert_close(out, nn.functional.prelu(h, slopes))
+    g = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, h, g)
+    expected = torch.where(h > 0, g, g * slopes.reshape(1, -1, *([1] * ndim)))
+    torch.testing.assert_close(grad, expected)
+
+
+def test_compute_in_float32_keeps_the_network_and_its_input_gradient():
+    torch.manual_seed(0)
+    net = DilatedCNN(channels=8, dilations=(1, 2), unshuffle=2, coordinates=True)
+    for p in net.parameters():
+        p.data.normal_(0, 0.2)
+    frozen = copy.deepcopy(net).compute_in(torch.float32)
+    x = torch.randn(2, 1, 8, 8, requires_grad=True)
+    out, ref = frozen(x), net(x)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    torch.testing.assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0])

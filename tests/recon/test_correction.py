@@ -356,10 +356,14 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
     # networks; the loaded model keeps its learned adjoint)
     from recon.bench_correction import _linearised
 
-    # --bf16: a fifth, A_q with its networks in bfloat16, with its errors (rounding away)
+    # --bf16: a fifth, A_q with its networks in bfloat16, with its errors (rounding away), and
+    # with both flags a sixth, the linearised adjoint in bfloat16
     lin = bench(["--run", str(tmp_path / "correction"), "--tv-iter", "3", "--n-test", "2",
                  "--linearised-adjoint", "--bf16"])  # fmt: skip
-    for name in ("learned A_q, linearised adjoint", "learned A_q, bfloat16"):
+    rows = ["learned A_q, linearised adjoint", "learned A_q, bfloat16",
+            "learned A_q, linearised adjoint, bfloat16"]  # fmt: skip
+    assert list(lin["tv"]["methods"]) == ["accurate A", "approximate Ã", "learned A_q", *rows]
+    for name in rows:
         row = lin["tv"]["methods"][name]
         assert row["psnr"] > 0 and row["seconds_per_image"] > 0
     for key in ("forward_model", "adjoint_model"):
@@ -416,8 +420,13 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
     shutil.copytree(tmp_path / "correction", tmp_path / "copy")
     out = tmp_path / "speed.json"
     timed = speed(["--run", str(tmp_path / "correction"), "--run", str(tmp_path / "copy"),
-                   "--n-test", "2", "--iters", "3", "--out", str(out), "--bf16"])  # fmt: skip
-    names = ["A_q correction", "A_q correction, bfloat16", "A_q copy", "A_q copy, bfloat16"]
+                   "--n-test", "2", "--iters", "3", "--out", str(out), "--bf16",
+                   "--linearised-adjoint"])  # fmt: skip
+    names = [
+        f"A_q {run}{kind}"
+        for run in ("correction", "copy")
+        for kind in ("", ", linearised adjoint", ", bfloat16", ", linearised adjoint, bfloat16")
+    ]
     assert list(timed) == ["accurate A", "approximate Ã", *names]
     assert all(len(r["repeats"]) == 2 and r["seconds_per_image"] > 0 for r in timed.values())
     assert timed["accurate A"]["speedup"] == 1.0

@@ -107,6 +107,18 @@ def test_init_from_starts_a_fresh_run_from_another_runs_weights(compose_cfg, tmp
     fresh = instantiate(cfg.model).state_dict()
     assert any(not torch.equal(fresh[name], value) for name, value in first.items())
 
+    cfg.init_skip = ["decoder"]  # init_skip reaches load_trained: a name not in the checkpoint
+    with pytest.raises(ValueError, match="no submodule 'decoder'"):
+        train(cfg, output_dir=tmp_path / "skipping")
+
+    cfg.init_skip = "decoder"  # one name, as `init_skip=decoder` on the command line
+    with pytest.raises(ValueError, match="no submodule 'decoder'"):
+        train(cfg, output_dir=tmp_path / "skipping")
+    cfg.init_from = None
+    with pytest.raises(ValueError, match="init_skip=.*needs init_from"):
+        train(cfg, output_dir=tmp_path / "skipping")
+
+    cfg.init_skip = []
     cfg.init_from = str(tmp_path / "missing.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         train(cfg, output_dir=tmp_path / "third")
@@ -159,6 +171,20 @@ def test_load_trained_errors(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="no 'model' entry"):
         load_trained(model, tmp_path / "other.pt")
+
+
+def test_load_trained_skips_named_submodules_and_loads_the_rest(tmp_path):
+    full = torch.nn.ModuleDict({"kept": torch.nn.Linear(2, 2), "extra": torch.nn.Linear(2, 3)})
+    torch.save({"model": full.state_dict()}, tmp_path / "full.pt")
+    part = torch.nn.ModuleDict({"kept": torch.nn.Linear(2, 2)})
+    with pytest.raises(RuntimeError, match="extra"):  # strict by default
+        load_trained(part, tmp_path / "full.pt")
+    assert load_trained(part, tmp_path / "full.pt", skip=["extra"]) is part
+    assert torch.equal(part["kept"].weight, full["kept"].weight) and not part.training
+    with pytest.raises(ValueError, match=r"no submodule 'extr'.*\['extra', 'kept'\]"):
+        load_trained(part, tmp_path / "full.pt", skip=["extr"])
+    with pytest.raises(RuntimeError, match="kept"):  # a skipped module the model needs: missing
+        load_trained(part, tmp_path / "full.pt", skip=["extra", "kept"])
 
 
 @pytest.mark.parametrize("experiment", TRAIN_EXPERIMENTS)

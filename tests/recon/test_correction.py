@@ -380,6 +380,13 @@ def test_pat_correction_run_the_benchmark_and_an_unrolled_net_using_it(
     assert not torch.allclose(model.gradient(x.detach(), y), expected, rtol=1e-3, atol=0)
     with pytest.raises(ValueError, match="needs a LearnedOperator"):
         _linearised(torch.nn.Identity())
+    # the same switch when loading: the run's networks, the exact gradient
+    loaded = load_correction(tmp_path / "correction", adjoint="linearised")
+    assert loaded.adjoint_mode == "linearised" and loaded.adjoint_image_net is not None
+    torch.testing.assert_close(loaded.gradient(x.detach(), y), expected)
+    assert load_correction(tmp_path / "correction", adjoint="learned").adjoint_mode == "learned"
+    with pytest.raises(ValueError, match="adjoint must be one of"):
+        load_correction(tmp_path / "correction", adjoint="exact")
 
     # --iterate-errors: the errors at the k-th TV iterates of A_q and of A, equal to the errors
     # computed directly at those iterates

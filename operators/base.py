@@ -38,6 +38,7 @@ from torch import nn
 Shape = tuple[int, ...]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def as_shape(shape: int | Sequence[int], *, name: str = "shape") -> Shape:
@@ -134,7 +135,18 @@ class LinearOperator(nn.Module):
         return self.T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the operator to ``x`` of shape ``(*batch, *domain_shape)``."""
+        """Apply the operator to ``x`` of shape ``(*batch, *domain_shape)``.
+
+        Under :func:`torch.autocast` (mixed-precision training) the operator runs with autocast
+        off, and a float16/bfloat16 ``x`` it does not accept is cast to float32 first: the
+        physics stays exact and ``op.T`` stays its adjoint, while the networks around it run in
+        low precision. Outside autocast a dtype outside ``dtypes`` raises ``TypeError``.
+        """
+        if isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type):
+            if x.dtype in _HALF_DTYPES and x.dtype not in self.dtypes:
+                x = x.float()
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x)
         batch = self._check_input(x, self.domain_shape, "domain")
         flat = x.reshape((-1, *self.domain_shape))
         out = self._apply_flat(flat)

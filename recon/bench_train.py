@@ -1,10 +1,12 @@
 """Training-throughput benchmark: learned primal-dual steps per second with each operator backend.
 
 ``python -m recon.bench_train`` times full training steps (forward, loss, backward, AdamW
-update) of a learned primal-dual at batch 8 on the "ellipses" geometry (128², 30 angles), with
-the ``matrix``, ``astra`` and ``odl`` backends side by side in one run on the same data, and
-prints a table with the ratios to the fastest. The network is the same for every backend, so
-the differences are the operator's.
+update) of a learned primal-dual at batch 8 (``--batch``) on the "ellipses" geometry (128², 30
+angles), with the ``matrix``, ``astra`` and ``odl`` backends side by side in one run on the same
+data, and prints a table with the ratios to the slowest. The network is the same for every
+backend, so the differences are the operator's. ``--amp`` also times each backend with bfloat16
+autocast and channels-last networks (the trainer's ``amp``), which shrinks the networks' share of
+a step.
 """
 
 from __future__ import annotations
@@ -20,20 +22,36 @@ from operators import Parallel2D, RayTransform, available_backends
 from operators.bench import write_json
 from recon.unrolled import LearnedPrimalDual
 
+PRECISIONS = ("float32", "bfloat16")
+
 
 def steps_per_second(
-    backend: str, x: torch.Tensor, *, n_iter: int, channels: int, steps: int
+    backend: str,
+    x: torch.Tensor,
+    *,
+    n_iter: int,
+    channels: int,
+    steps: int,
+    precision: str = "float32",
 ) -> float:
-    """Training steps per second of a fresh learned primal-dual with ``backend``."""
+    """Training steps per second of a fresh learned primal-dual with ``backend``.
+
+    ``precision="bfloat16"`` runs the step under bfloat16 autocast with channels-last networks
+    (the trainer's ``amp=true`` with ``model.channels_last=true``); the operator stays float32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     geometry = Parallel2D((128, 128), n_angles=30, n_detectors=183)
     op = RayTransform(geometry, backend=backend)
     y = gaussian_noise(op(x), relative=0.025, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
-    model = LearnedPrimalDual(n_iter=n_iter, channels=channels)
+    low = precision == "bfloat16"
+    model = LearnedPrimalDual(n_iter=n_iter, channels=channels, channels_last=low)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step() -> None:
-        loss = torch.mean((model(y, op) - x) ** 2)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            loss = torch.mean((model(y, op).float() - x) ** 2)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -51,33 +69,60 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--n-iter", type=int, default=10)
     parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=8, help="images per step")
+    parser.add_argument(
+        "--amp", action="store_true", help="also time bfloat16 autocast with channels-last nets"
+    )
     parser.add_argument("--out", default="bench_results/train_throughput.json")
     args = parser.parse_args(argv)
-    x = random_ellipses((128, 128), n=8, generator=torch.Generator().manual_seed(0))[:, None]
-    rates = {}
+    if args.batch < 1:
+        parser.error(f"--batch must be at least 1, got {args.batch}")
+    x = random_ellipses((128, 128), n=args.batch, generator=torch.Generator().manual_seed(0))
+    x = x[:, None]
+    precisions = PRECISIONS if args.amp else PRECISIONS[:1]
+    rates: dict[str, dict[str, float]] = {p: {} for p in precisions}
     for backend in ("matrix", "astra", "odl"):
         if backend not in available_backends():
             continue
-        rates[backend] = steps_per_second(
-            backend, x, n_iter=args.n_iter, channels=args.channels, steps=args.steps
-        )
-        print(f"{backend}: {rates[backend]:.3f} steps/s", flush=True)
-    best = max(rates.values())
+        for precision in precisions:  # in turns: a change of machine load hits both alike
+            rate = steps_per_second(
+                backend,
+                x,
+                n_iter=args.n_iter,
+                channels=args.channels,
+                steps=args.steps,
+                precision=precision,
+            )
+            rates[precision][backend] = rate
+            print(f"{backend}, {precision}: {rate:.3f} steps/s", flush=True)
     print(
-        f"\nlearned primal-dual ({args.n_iter} iterations, {args.channels} channels), batch 8, "
+        f"\nlearned primal-dual ({args.n_iter} iterations, {args.channels} channels), "
+        f"batch {args.batch}, "
         f"{torch.get_num_threads()} threads"
     )
-    print("| backend | steps/s | images/s | × slowest |\n|---|---:|---:|---:|")
-    slowest = min(rates.values())
-    for name, rate in rates.items():
-        print(f"| {name} | {rate:.3f} | {8 * rate:.2f} | {rate / slowest:.2f} |")
+    print(
+        "| backend | precision | steps/s | images/s | × slowest backend | × float32 |\n"
+        "|---|---|---:|---:|---:|---:|"
+    )
+    for precision, by_backend in rates.items():
+        slowest = min(by_backend.values())
+        for name, rate in by_backend.items():
+            speedup = rate / rates["float32"][name]
+            print(
+                f"| {name} | {precision} | {rate:.3f} | {args.batch * rate:.2f} "
+                f"| {rate / slowest:.2f} "
+                f"| {speedup:.2f} |"
+            )
     result = {
-        "batch": 8,
+        "batch": args.batch,
         "n_iter": args.n_iter,
         "channels": args.channels,
-        "steps_per_second": rates,
-        "fastest": best,
+        "threads": torch.get_num_threads(),
+        "steps_per_second": rates["float32"],
+        "fastest": max(rates["float32"].values()),
     }
+    if args.amp:
+        result["steps_per_second_bfloat16"] = rates["bfloat16"]
     write_json(result, args.out)
     return result
 

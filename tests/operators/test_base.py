@@ -197,6 +197,32 @@ def test_unsupported_dtype_raises_type_error(dtype):
         A(torch.zeros(3, dtype=dtype))
 
 
+def test_operators_run_in_float32_with_autocast_off_under_autocast(numpy_op):
+    """Mixed-precision training: the networks run in bfloat16, the physics stays exact."""
+    gen = torch.Generator().manual_seed(3)
+    A = MatrixOperator(torch.randn(6, 4, generator=gen))  # a dense matmul: autocast would cast it
+    x = torch.randn(5, 4, generator=gen)
+    y = torch.randn(5, 6, generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.matmul(x, x.T).dtype == torch.bfloat16  # autocast is on
+        forward, adjoint = A(x), A.T(y)
+        from_half = A(x.bfloat16())  # a bfloat16 input (a network's output) is cast first
+        composed = (A.T @ A)(x)
+        xg = x.clone().requires_grad_(True)
+        loss = (A(xg) * y).sum()
+        numpy_out = numpy_op(torch.randn(4).bfloat16())  # a non-torch operator too
+        assert torch.is_autocast_enabled("cpu")  # still on after the operators
+    loss.backward()  # outside the context, as torch.autocast asks
+    for out in (forward, adjoint, from_half, composed, numpy_out):
+        assert out.dtype == torch.float32
+    assert torch.equal(forward, A(x)) and torch.equal(adjoint, A.T(y))
+    assert torch.equal(composed, A.T(A(x)))
+    assert torch.equal(from_half, A(x.bfloat16().float()))
+    assert torch.equal(xg.grad, A.T(y))
+    with pytest.raises(TypeError, match="bfloat16"):  # outside autocast: refused
+        A(x.bfloat16())
+
+
 def test_non_tensor_input_raises_type_error():
     with pytest.raises(TypeError, match="torch.Tensor"):
         dense(3, 3)(np.zeros(3))

@@ -24,6 +24,7 @@ from data_tools.metrics import ssim
 from recon.training import (
     Trainer,
     _SeededBatchSampler,
+    cpu_has_native_bfloat16,
     image_grid,
     reconstruction_predict,
     supervised_objective,
@@ -469,6 +470,51 @@ def test_nan_gradient_stops_before_the_update(tmp_path):
     assert torch.equal(trainer.module.net[0].weight, before)
 
 
+@pytest.mark.parametrize("amp", [True, "bfloat16"])
+def test_amp_on_cpu_trains_in_bfloat16_without_a_scaler(tmp_path, amp):
+    dtypes = []
+
+    def objective(model, batch):
+        x, y = batch
+        estimate = model(y, None)
+        dtypes.append((estimate.dtype, torch.is_autocast_enabled("cpu")))
+        return torch.mean((estimate.float() - x) ** 2)
+
+    trainer = make_trainer(
+        tmp_path, objective=objective, amp=amp, max_steps=60, val_every=60, scheduler="constant",
+        optimizer=partial(torch.optim.AdamW, lr=0.1),
+    )  # fmt: skip
+    result = trainer.fit()
+    assert set(dtypes) == {(torch.bfloat16, True)}  # the convolutions ran in bfloat16
+    assert not trainer.scaler.is_enabled()
+    assert result["last_val"]["psnr"] > 25.0  # learns as in float32 (bfloat16 keeps ~3 digits)
+    weights = load(tmp_path / "checkpoints" / "last.pt")["model"]
+    assert weights["net.0.weight"].dtype == torch.float32
+    assert '"amp": "bfloat16"' in (tmp_path / "run.json").read_text()
+    assert not torch.is_autocast_enabled("cpu")  # the context is left
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_uses_bfloat16_only_on_a_cpu_that_has_it_natively(tmp_path, monkeypatch, native):
+    monkeypatch.setattr("recon.training.cpu_has_native_bfloat16", lambda: native)
+    trainer = make_trainer(tmp_path, amp="auto")
+    assert trainer.amp is native
+    assert trainer.amp_dtype == (torch.bfloat16 if native else None)
+    assert isinstance(cpu_has_native_bfloat16(), bool)
+
+
+def test_amp_is_recorded_as_off_and_the_objective_runs_in_float32_without_it(tmp_path):
+    dtypes = []
+
+    def objective(model, batch):
+        dtypes.append(model(batch[1], None).dtype)
+        return supervised_objective(None)(model, batch)
+
+    make_trainer(tmp_path, objective=objective, max_steps=2).fit()
+    assert set(dtypes) == {torch.float32}
+    assert '"amp": false' in (tmp_path / "run.json").read_text()
+
+
 # --------------------------------------------------------------------------- logging, metrics
 def test_tensorboard_holds_scalars_images_and_hparams(tmp_path):
     trainer = make_trainer(tmp_path, max_steps=10, log_images=2, hparams={"net": {"width": 4}})
@@ -627,7 +673,9 @@ BAD = [
     pytest.param({"warmup_steps": -1}, "warmup_steps must be", id="warmup-negative"),
     pytest.param({"warmup_steps": 20}, "smaller than max_steps", id="warmup-too-long"),
     pytest.param({"grad_clip": 0.0}, "grad_clip must be positive", id="grad_clip"),
-    pytest.param({"amp": True}, "amp=True needs a CUDA device", id="amp-on-cpu"),
+    pytest.param({"amp": "float16"}, "float16 needs a CUDA device", id="amp-float16-on-cpu"),
+    pytest.param({"amp": "fp8"}, "amp must be a bool, 'auto', 'float16'", id="amp-name"),
+    pytest.param({"amp": 1}, "amp must be a bool", id="amp-int"),
     pytest.param({"ckpt_every": 0}, "ckpt_every must be", id="ckpt_every"),
     pytest.param({"val_every": 0}, "val_every must be", id="val_every"),
     pytest.param({"keep_last": 0}, "keep_last must be", id="keep_last"),

@@ -298,6 +298,41 @@ def test_checkpointing_gives_the_same_result_and_gradients(kind, operator, reque
         torch.testing.assert_close(checkpointed(y, op), out_a)
 
 
+@pytest.mark.parametrize("kind", KINDS_WITH_FBP)
+def test_channels_last_gives_the_same_result_and_gradients_and_loads_either_way(kind, ray):
+    plain = _make(kind, n_iter=2, channels=8)
+    last = _make(kind, n_iter=2, channels=8, channels_last=True)
+    last.load_state_dict(plain.state_dict())  # a checkpoint of either layout loads into the other
+    weights = [p for p in last.parameters() if p.ndim == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    assert "channels_last=True" in repr(last)
+    x, y = _measure(ray, 2)
+    results = []
+    for net in (plain, last):
+        out = net(y, ray)
+        (out - x).square().mean().backward()
+        results.append((out.detach(), {n: p.grad for n, p in net.named_parameters()}))
+    (out_a, grads_a), (out_b, grads_b) = results
+    torch.testing.assert_close(out_b, out_a)
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, msg=name)
+
+
+@pytest.mark.parametrize("kind", KINDS_WITH_FBP)
+def test_bfloat16_autocast_runs_the_networks_in_bfloat16_and_the_operator_in_float32(kind, ray):
+    net = _make(kind, n_iter=2, channels=8, channels_last=True)
+    x, y = _measure(ray, 2)
+    reference = net(y, ray)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(y, ray)
+        loss = (out.float() - x).square().mean()
+    loss.backward()
+    assert out.dtype == torch.float32  # iterates stay float32: x + bfloat16 update
+    relative = float((out - reference).norm() / reference.norm())
+    assert 1e-5 < relative < 2e-2, relative  # bfloat16 convolutions, ~3 significant digits
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters())
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_checkpointing_stores_fewer_activations(kind, ray):
     def saved_bytes(net):
@@ -373,6 +408,7 @@ def test_fbp_initialised_lpd_starts_from_fbp_in_every_primal_channel(ray):
         pytest.param(lambda: LearnedPrimalDual(init="FBP"), id="lpd-unknown-init"),
         pytest.param(lambda: LearnedGradient(n_iter=True), id="lg-bool-iterations"),
         pytest.param(lambda: LearnedGradient(zero_init="no"), id="lg-zero-init-str"),
+        pytest.param(lambda: LearnedGradient(channels_last=1), id="lg-channels-last-int"),
     ],
 )
 def test_bad_arguments_raise_value_error(make):

@@ -1135,7 +1135,14 @@ _AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where bfloat16
-    convolutions beat float32 ones; elsewhere oneDNN emulates them, more slowly."""
+    convolutions beat float32 ones; elsewhere oneDNN emulates them, more slowly. The trainer's
+    ``amp="auto"`` trains in bfloat16 on CPU only where this is true.
+
+    Example
+    -------
+    >>> cpu_has_native_bfloat16() in (True, False)
+    True
+    """
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 

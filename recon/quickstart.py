@@ -4,7 +4,7 @@ Run ``make run`` (or ``recon-quickstart``). It
 
 1. trains ``conf/experiment/quickstart.yaml`` (the full 10-iteration, 32-filter learned
    primal-dual on "ellipses", started from FBP, 3,400 steps of one image with bfloat16
-   convolutions where the CPU has them natively: about 9.5 minutes on 2 CPU cores), writing
+   convolutions where the CPU has them natively: about 9 minutes on 2 CPU cores), writing
    checkpoints and TensorBoard logs,
 2. evaluates the best checkpoint with FBP and TV (``experiment=ellipses_classical``'s tuned
    settings) on the test images through the ``recon-eval`` machinery,

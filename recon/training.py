@@ -391,7 +391,6 @@ class Trainer:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested, but CUDA is not available")
         self.amp_dtype = _amp_dtype(amp, self.device)
-        self.amp = self.amp_dtype is not None
         self.progress = bool(progress)
         self.overwrite = bool(overwrite)
         if hparams is not None and not isinstance(hparams, dict):
@@ -643,6 +642,11 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return value, grad_norm
+
+    @property
+    def amp(self) -> bool:
+        """Whether the objective and validation run under autocast (``amp_dtype`` is set)."""
+        return self.amp_dtype is not None
 
     def _autocast(self) -> torch.autocast:
         """The autocast context of the objective and of validation (off without ``amp``)."""

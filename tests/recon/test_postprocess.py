@@ -72,6 +72,32 @@ def test_zero_correction_gives_fbp_exactly(filter, ray):
     assert torch.equal(recon(y, ray), expected)
 
 
+def test_zero_init_starts_as_fbp(ray):
+    recon = FBPUNet(channels=4, depth=2, zero_init=True, frequency_scaling=0.8)
+    y = ray(discs(2))
+    assert torch.equal(recon(y, ray), fbp(y, ray, filter="hann", frequency_scaling=0.8))
+    assert recon.unet.out_conv.weight.abs().max() == 0
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_norm_sets_the_default_unet_normalisation(norm):
+    recon = FBPUNet(channels=4, depth=1, norm=norm)
+    kinds = {type(m) for m in recon.modules()}
+    assert (nn.BatchNorm2d in kinds) == (norm == "batch")
+    assert (nn.InstanceNorm2d in kinds) == (norm == "instance")
+
+
+def test_channels_last_changes_the_layout_not_the_result(ray):
+    y = ray(discs(2))
+    torch.manual_seed(0)
+    plain = FBPUNet(channels=8, depth=2).eval()
+    torch.manual_seed(0)
+    fast = FBPUNet(channels=8, depth=2, channels_last=True).eval()
+    weight = fast.unet.encoder[0][1].conv.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    torch.testing.assert_close(fast(y, ray), plain(y, ray), rtol=1e-4, atol=1e-5)
+
+
 def test_any_module_may_post_process(ray):
     recon = FBPUNet(unet=nn.Identity(), filter="cosine")
     y = ray(discs(2))
@@ -117,6 +143,11 @@ def test_overfits_four_images_better_than_fbp(ray):
         pytest.param(lambda: FBPUNet(filter="gauss"), id="unknown-filter"),
         pytest.param(lambda: FBPUNet(frequency_scaling=1.5), id="bad-frequency-scaling"),
         pytest.param(lambda: FBPUNet(depth=-1), id="bad-depth"),
+        pytest.param(lambda: FBPUNet(unet=UNet(channels=4), norm="none"), id="unet-and-norm"),
+        pytest.param(lambda: FBPUNet(norm="layer"), id="unknown-norm"),
+        pytest.param(lambda: FBPUNet(unet=nn.Identity(), zero_init=True), id="zero-init-no-unet"),
+        pytest.param(lambda: FBPUNet(zero_init="yes"), id="zero-init-not-bool"),
+        pytest.param(lambda: FBPUNet(channels_last=1), id="channels-last-not-bool"),
     ],
 )
 def test_bad_arguments_raise_value_error(make):

@@ -6,7 +6,9 @@ angles), with the ``matrix``, ``astra`` and ``odl`` backends side by side in one
 data, and prints a table with the ratios to the slowest. The network is the same for every
 backend, so the differences are the operator's. ``--amp`` also times each backend with bfloat16
 autocast and channels-last networks (the trainer's ``amp``), which shrinks the networks' share of
-a step.
+a step. A second table splits a step into the operator's part (the ``2 n_iter`` forward and
+``2 n_iter`` adjoint applications of a forward and backward pass, timed alone) and the rest (the
+networks and the optimiser): the rest bounds how far a faster operator can raise the step rate.
 """
 
 from __future__ import annotations
@@ -63,6 +65,28 @@ def steps_per_second(
     return steps / (time.perf_counter() - start)
 
 
+def operator_ms_per_step(backend: str, x: torch.Tensor, *, n_iter: int, repeats: int = 10) -> float:
+    """Milliseconds the operator takes in one learned primal-dual training step with ``backend``.
+
+    A step applies ``A`` and ``Aᵀ`` once per iteration in the forward pass and, transposed, once
+    more each in the backward pass: ``2 n_iter (t_A + t_Aᵀ)`` for the batch ``x``, with ``t_A``
+    and ``t_Aᵀ`` the mean of ``repeats`` timed applications.
+    """
+    geometry = Parallel2D((128, 128), n_angles=30, n_detectors=183)
+    op = RayTransform(geometry, backend=backend)
+    y = op(x)  # warm-up, as in steps_per_second
+    op.T(y)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        op(x)
+    forward = (time.perf_counter() - start) / repeats
+    start = time.perf_counter()
+    for _ in range(repeats):
+        op.T(y)
+    adjoint = (time.perf_counter() - start) / repeats
+    return 1000 * 2 * n_iter * (forward + adjoint)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; returns the JSON-able results."""
     parser = argparse.ArgumentParser(prog="python -m recon.bench_train")
@@ -81,9 +105,11 @@ def main(argv: list[str] | None = None) -> dict:
     x = x[:, None]
     precisions = PRECISIONS if args.amp else PRECISIONS[:1]
     rates: dict[str, dict[str, float]] = {p: {} for p in precisions}
+    operator_ms: dict[str, float] = {}
     for backend in ("matrix", "astra", "odl"):
         if backend not in available_backends():
             continue
+        operator_ms[backend] = operator_ms_per_step(backend, x, n_iter=args.n_iter)
         for precision in precisions:  # in turns: a change of machine load hits both alike
             rate = steps_per_second(
                 backend,
@@ -113,6 +139,19 @@ def main(argv: list[str] | None = None) -> dict:
                 f"| {rate / slowest:.2f} "
                 f"| {speedup:.2f} |"
             )
+    print(
+        "\nwhere a step's time goes: the operator's applications timed alone, and the rest\n"
+        "| backend | precision | step ms | operator ms | rest ms | operator share |\n"
+        "|---|---|---:|---:|---:|---:|"
+    )
+    for precision, by_backend in rates.items():
+        for name, rate in by_backend.items():
+            step_ms = 1000 / rate
+            op_ms = operator_ms[name]
+            print(
+                f"| {name} | {precision} | {step_ms:.0f} | {op_ms:.0f} | {step_ms - op_ms:.0f} "
+                f"| {op_ms / step_ms:.0%} |"
+            )
     result = {
         "batch": args.batch,
         "n_iter": args.n_iter,
@@ -120,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "steps_per_second": rates["float32"],
         "fastest": max(rates["float32"].values()),
+        "operator_ms_per_step": operator_ms,
     }
     if args.amp:
         result["steps_per_second_bfloat16"] = rates["bfloat16"]

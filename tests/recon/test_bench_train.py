@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from operators import available_backends
-from recon.bench_train import main, steps_per_second
+from recon import bench_train
+from recon.bench_train import main, operator_ms_per_step, steps_per_second
 
 
 def test_benchmark_times_every_backend_in_float32_and_bfloat16(tmp_path, capsys):
@@ -28,6 +29,31 @@ def test_benchmark_times_every_backend_in_float32_and_bfloat16(tmp_path, capsys)
         assert f"| {backend} | float32 | {fp32:.3f} | {8 * fp32:.2f} |" in table
         assert f"| {backend} | bfloat16 | {bf16:.3f} |" in table
         assert f"| {bf16 / fp32:.2f} |" in table  # the bfloat16 speed-up over float32
+        op_ms = result["operator_ms_per_step"][backend]
+        assert 0 < op_ms < 1000 / fp32  # the operator's part is part of the step
+        assert f"| {backend} | float32 | {1000 / fp32:.0f} | {op_ms:.0f} |" in table
+
+
+def test_operator_time_is_two_applications_of_each_per_iteration(monkeypatch):
+    """On a fake clock where A takes 2 ms and Aᵀ 3 ms, a 4-iteration step costs 2·4·(2+3) ms."""
+    clock = [0.0]
+
+    class FakeOperator:
+        def __init__(self, geometry, *, backend):
+            self.T = self.adjoint
+
+        def __call__(self, x):
+            clock[0] += 0.002
+            return x
+
+        def adjoint(self, y):
+            clock[0] += 0.003
+            return y
+
+    monkeypatch.setattr(bench_train, "RayTransform", FakeOperator)
+    monkeypatch.setattr(bench_train.time, "perf_counter", lambda: clock[0])
+    ms = operator_ms_per_step("matrix", torch.zeros(1, 1, 128, 128), n_iter=4, repeats=3)
+    assert ms == pytest.approx(40.0)
 
 
 def test_unknown_precision_is_refused():

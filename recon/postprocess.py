@@ -69,14 +69,18 @@ class FBPUNet(Reconstructor):
     Raises
     ------
     ValueError
-        For an invalid filter, a ``unet`` that is not a module or does not map one channel to
-        one channel, or ``channels``/``depth`` given together with ``unet``.
+        For an invalid filter or norm, a ``unet`` that is not a module or does not map one
+        channel to one channel, ``channels``/``depth``/``norm`` given together with ``unet``,
+        ``zero_init`` with a ``unet`` that is not a :class:`models.UNet`, or a flag that is not a
+        bool.
 
     Example
     -------
     >>> from models import UNet
     >>> FBPUNet(unet=UNet(channels=16, depth=3, norm="instance"), filter="hann").filter
     'hann'
+    >>> FBPUNet(zero_init=True, channels_last=True).unet.out_conv.weight.abs().max().item()
+    0.0
     """
 
     def __init__(

@@ -27,6 +27,11 @@ from recon.unrolled import LearnedPrimalDual
 PRECISIONS = ("float32", "bfloat16")
 
 
+def _ellipses_operator(backend: str) -> RayTransform:
+    """The "ellipses" protocol's ray transform (128², 30 angles, 183 detectors) with ``backend``."""
+    return RayTransform(Parallel2D((128, 128), n_angles=30, n_detectors=183), backend=backend)
+
+
 def steps_per_second(
     backend: str,
     x: torch.Tensor,
@@ -43,8 +48,7 @@ def steps_per_second(
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    geometry = Parallel2D((128, 128), n_angles=30, n_detectors=183)
-    op = RayTransform(geometry, backend=backend)
+    op = _ellipses_operator(backend)
     y = gaussian_noise(op(x), relative=0.025, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
     low = precision == "bfloat16"
@@ -72,8 +76,7 @@ def operator_ms_per_step(backend: str, x: torch.Tensor, *, n_iter: int, repeats:
     more each in the backward pass: ``2 n_iter (t_A + t_Aᵀ)`` for the batch ``x``, with ``t_A``
     and ``t_Aᵀ`` the mean of ``repeats`` timed applications.
     """
-    geometry = Parallel2D((128, 128), n_angles=30, n_detectors=183)
-    op = RayTransform(geometry, backend=backend)
+    op = _ellipses_operator(backend)
     y = op(x)  # warm-up, as in steps_per_second
     op.T(y)
     start = time.perf_counter()

@@ -39,6 +39,9 @@ TINY = [
     "trainer.warmup_steps=0",
     "trainer.progress=false",
     "threads=1",
+    # float32: the quickstart trains in bfloat16 where the CPU has it, and oneDNN rounds a batch
+    # of 2 and one of 4 differently there (a parameter 2.4e-6 apart after 6 steps, measured)
+    "trainer.amp=false",
 ]
 _VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID",
               "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_NODELIST")  # fmt: skip

@@ -45,16 +45,20 @@ def load_trained(
     """Load the weights of a trainer checkpoint (``best.pt``, ``last.pt``, ``step_*.pt``) into
     ``model`` and return it in eval mode.
 
-    ``skip`` names submodules of the checkpoint's model not to load, e.g. the adjoint networks
-    of a learned operator fine-tuned with its linearised adjoint::
+    ``skip`` names submodules of the checkpoint's model not to load. A model without them goes
+    without (the adjoint networks of a learned operator fine-tuned with its linearised
+    adjoint); a model that has them keeps its own, freshly initialised ones (say, wider adjoint
+    networks to train anew)::
 
         load_trained(A_q, "outputs/pat_correction/checkpoints/best.pt",
                      skip=["adjoint_image_net", "adjoint_data_net"])
 
     Every other weight must match (names and shapes).
 
-    Raises ``FileNotFoundError`` naming the path when the checkpoint is missing, and
-    ``ValueError`` naming a ``skip`` entry that is not a submodule of the checkpoint's model.
+    Raises ``FileNotFoundError`` naming the path when the checkpoint is missing, ``ValueError``
+    naming a ``skip`` entry that is not a submodule of the checkpoint's model, and
+    ``RuntimeError`` listing the weights that are missing from the checkpoint or that the model
+    does not have.
     """
     path = Path(checkpoint).expanduser()
     if not path.is_file():
@@ -68,8 +72,22 @@ def load_trained(
             modules = sorted({key.split(".")[0] for key in weights})
             raise ValueError(f"skip: {path} has no submodule {name!r} (it has {modules})")
         weights = {key: value for key, value in weights.items() if not key.startswith(f"{name}.")}
-    model.load_state_dict(weights)
+    fresh = tuple(f"{name}." for name in skip)
+    result = model.load_state_dict(weights, strict=False)
+    missing = [key for key in result.missing_keys if not key.startswith(fresh)]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"{path} does not fit {type(model).__name__}: missing from the checkpoint "
+            f"{_few(missing)}; not in the model {_few(result.unexpected_keys)} "
+            "(init_skip / skip= names submodules not to load)"
+        )
     return model.eval()
+
+
+def _few(keys: Sequence[str], most: int = 6) -> str:
+    """``keys`` as a short list for an error message."""
+    shown = ", ".join(repr(k) for k in keys[:most])
+    return f"[{shown}{', …' if len(keys) > most else ''}] ({len(keys)})" if keys else "none"
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best.pt") -> torch.nn.Module:

@@ -177,14 +177,21 @@ def test_load_trained_skips_named_submodules_and_loads_the_rest(tmp_path):
     full = torch.nn.ModuleDict({"kept": torch.nn.Linear(2, 2), "extra": torch.nn.Linear(2, 3)})
     torch.save({"model": full.state_dict()}, tmp_path / "full.pt")
     part = torch.nn.ModuleDict({"kept": torch.nn.Linear(2, 2)})
-    with pytest.raises(RuntimeError, match="extra"):  # strict by default
-        load_trained(part, tmp_path / "full.pt")
+    with pytest.raises(RuntimeError, match=r"not in the model \['extra.weight', 'extra.bias'\]"):
+        load_trained(part, tmp_path / "full.pt")  # strict by default
     assert load_trained(part, tmp_path / "full.pt", skip=["extra"]) is part
     assert torch.equal(part["kept"].weight, full["kept"].weight) and not part.training
     with pytest.raises(ValueError, match=r"no submodule 'extr'.*\['extra', 'kept'\]"):
         load_trained(part, tmp_path / "full.pt", skip=["extr"])
-    with pytest.raises(RuntimeError, match="kept"):  # a skipped module the model needs: missing
-        load_trained(part, tmp_path / "full.pt", skip=["extra", "kept"])
+    # a skipped module the model has keeps its fresh weights, even of another shape
+    wider = torch.nn.ModuleDict({"kept": torch.nn.Linear(2, 2), "extra": torch.nn.Linear(2, 5)})
+    init = wider["extra"].weight.clone()
+    load_trained(wider, tmp_path / "full.pt", skip=["extra"])
+    assert torch.equal(wider["extra"].weight, init)
+    assert torch.equal(wider["kept"].weight, full["kept"].weight)
+    with pytest.raises(RuntimeError, match=r"missing from the checkpoint \['other.weight'"):
+        load_trained(torch.nn.ModuleDict({**wider, "other": torch.nn.Linear(1, 1)}),
+                     tmp_path / "full.pt", skip=["extra"])  # fmt: skip
 
 
 @pytest.mark.parametrize("experiment", TRAIN_EXPERIMENTS)

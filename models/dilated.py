@@ -35,7 +35,7 @@ from torch import nn
 
 from models.blocks import _check_ndim, _check_positive_int, make_activation
 
-__all__ = ["DilatedCNN"]
+__all__ = ["CircularPad", "DilatedCNN"]
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
@@ -85,6 +85,14 @@ class DilatedCNN(nn.Module):
         convolutions are wider, which oneDNN runs faster on CPU (a 64×128 PAT sinogram: 16
         channels at full resolution 2.5 ms, 32 channels unshuffled by (2, 2) 1.9 ms; 1 thread).
         The spatial sizes of the input must be multiples of the factors. Default 1: none.
+    periodic : bool or sequence of bool
+        Spatial axes to treat as periodic (one flag per axis, or one for all): every
+        convolution pads them circularly instead of with zeros. For a sinogram whose angles
+        cover the full circle the first and last views are neighbours, and a correction that
+        moves data between views (the fan's rays against the parallel ones) needs them: in the
+        CT parallel-approximation pair the adjoint networks' error fell from 0.402 to 0.386
+        with the angle axis periodic (``experiment=ct_parallel_model_correction_adjoint``).
+        Default ``False``: zero padding on every axis.
     channels_last : bool
         Keep the weights and the hidden activations in the channels-last memory layout, which
         oneDNN runs 1.4–1.8× faster for these dilated convolutions on CPU (forward and backward,
@@ -111,6 +119,7 @@ class DilatedCNN(nn.Module):
         coordinates: bool = False,
         linear_kernel: int = 0,
         unshuffle: int | Sequence[int] = 1,
+        periodic: bool | Sequence[bool] = False,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
@@ -144,18 +153,18 @@ class DilatedCNN(nn.Module):
         for f in factors:
             _check_positive_int("unshuffle factor", f)
         self.unshuffle: tuple[int, ...] = factors
+        self.periodic = _check_periodic(periodic, self.ndim)
         block = math.prod(factors)
-        conv = _CONV[self.ndim]
         layers: list[nn.Module] = []
         previous = (in_channels + (self.ndim if coordinates else 0)) * block
         for d in dilations:
             layers += [
-                conv(previous, channels, 3, padding=d, dilation=d),
+                *self._padded_conv(previous, channels, 3, dilation=d),
                 make_activation(activation, channels),
             ]
             previous = channels
-        self.hidden = nn.Sequential(*layers)
-        self.out_conv = conv(previous, out_channels * block, 3, padding=1)
+        *pad, self.out_conv = self._padded_conv(previous, out_channels * block, 3)
+        self.hidden = nn.Sequential(*layers, *pad)
         if not isinstance(linear_kernel, int) or isinstance(linear_kernel, bool):
             raise ValueError(f"linear_kernel must be an int, got {linear_kernel!r}")
         if linear_kernel < 0 or (linear_kernel and linear_kernel % 2 == 0):
@@ -165,10 +174,9 @@ class DilatedCNN(nn.Module):
         self.linear_kernel = linear_kernel
         self.linear: nn.Module | None = None
         if linear_kernel:
-            self.linear = conv(
-                in_channels, out_channels, linear_kernel, padding=linear_kernel // 2, bias=False
-            )
-            nn.init.zeros_(self.linear.weight)
+            *pad, conv = self._padded_conv(in_channels, out_channels, linear_kernel, bias=False)
+            nn.init.zeros_(conv.weight)
+            self.linear = nn.Sequential(*pad, conv) if pad else conv
         self.in_channels, self.out_channels = in_channels, out_channels
         self.channels, self.dilations, self.residual = channels, dilations, residual
         if not isinstance(normalize, bool):
@@ -181,6 +189,18 @@ class DilatedCNN(nn.Module):
             self.to(memory_format=self.memory_format)
         self.compute_dtype: torch.dtype | None = None  # see compute_in
         self.io_dtype: torch.dtype | None = None
+
+    def _padded_conv(
+        self, c_in: int, c_out: int, kernel: int, *, dilation: int = 1, bias: bool = True
+    ) -> list[nn.Module]:
+        """A convolution that keeps the size, padding the periodic axes circularly (a
+        :class:`CircularPad` before it) and the others with zeros (its own padding)."""
+        amount = dilation * (kernel // 2)
+        padding = tuple(0 if p else amount for p in self.periodic)
+        conv = _CONV[self.ndim](c_in, c_out, kernel, padding=padding, dilation=dilation, bias=bias)
+        if not any(self.periodic) or amount == 0:
+            return [conv]
+        return [CircularPad(self.periodic, amount), conv]
 
     def compute_in(self, dtype: torch.dtype) -> DilatedCNN:
         """Run the hidden and output convolutions in ``dtype`` (inference only), keeping the
@@ -260,7 +280,11 @@ class DilatedCNN(nn.Module):
             if self.out_conv.bias is not None:
                 self.out_conv.bias.zero_()
             if self.linear is not None:
-                self.linear.weight.zero_()
+                self._linear_conv().weight.zero_()
+
+    def _linear_conv(self) -> nn.Module:
+        linear = self.linear
+        return linear[-1] if isinstance(linear, nn.Sequential) else linear
 
     def extra_repr(self) -> str:
         return (
@@ -268,8 +292,44 @@ class DilatedCNN(nn.Module):
             f"normalize={self.normalize}, coordinates={self.coordinates}, "
             f"linear_kernel={self.linear_kernel}"
             + (f", unshuffle={self.unshuffle}" if math.prod(self.unshuffle) > 1 else "")
+            + (f", periodic={self.periodic}" if any(self.periodic) else "")
             + (f", compute_dtype={self.compute_dtype}" if self.compute_dtype is not None else "")
         )
+
+
+class CircularPad(nn.Module):
+    """Pad the axes flagged in ``periodic`` by ``amount`` on each side with the values from the
+    other end (any amount, even more than the axis' length); leave the others.
+
+    >>> CircularPad((True, False), 2)(torch.arange(3.0).reshape(1, 1, 3, 1)).flatten().tolist()
+    [1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0]
+    """
+
+    def __init__(self, periodic: Sequence[bool], amount: int) -> None:
+        super().__init__()
+        self.periodic = tuple(periodic)
+        self.amount = _check_positive_int("amount", amount)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        first = h.ndim - len(self.periodic)
+        for axis, flag in enumerate(self.periodic, start=first):
+            if flag:
+                n = h.shape[axis]
+                index = torch.arange(-self.amount, n + self.amount, device=h.device) % n
+                h = h.index_select(axis, index)
+        return h
+
+    def extra_repr(self) -> str:
+        return f"periodic={self.periodic}, amount={self.amount}"
+
+
+def _check_periodic(periodic: bool | Sequence[bool], ndim: int) -> tuple[bool, ...]:
+    flags = (periodic,) * ndim if isinstance(periodic, bool) else tuple(periodic)
+    if len(flags) != ndim or not all(isinstance(f, bool) for f in flags):
+        raise ValueError(
+            f"periodic needs True/False per spatial axis ({ndim}) or one for all, got {periodic!r}"
+        )
+    return flags
 
 
 def frozen_prelu(h: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:

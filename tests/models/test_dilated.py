@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.dilated import DilatedCNN, frozen_prelu
+from models.dilated import CircularPad, DilatedCNN, frozen_prelu
 
 
 def test_shapes_and_identity_start():
@@ -248,3 +248,51 @@ def test_compute_in_float32_keeps_the_network_and_its_input_gradient():
     torch.testing.assert_close(out, ref)
     g = torch.randn_like(out)
     torch.testing.assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0])
+
+
+def _randomised(net: DilatedCNN) -> DilatedCNN:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return net
+
+
+@pytest.mark.parametrize(
+    ("size", "unshuffle", "linear_kernel", "shift"),
+    [((12, 10), 1, 0, 5), ((12, 10), 1, 5, 1), ((12, 10), (2, 1), 3, 4), ((5, 6), 1, 0, 2)],
+)
+def test_periodic_axis_makes_the_net_equivariant_to_circular_shifts(
+    size, unshuffle, linear_kernel, shift
+):
+    """Padded circularly, the angle axis has no ends: rolling the input rolls the output (by
+    whole blocks when unshuffled; dilations up to 8 also wrap an axis of 5 more than once)."""
+    x = torch.randn(2, 1, *size, dtype=torch.float64)
+    kwargs = dict(channels=4, dilations=(1, 2, 8), linear_kernel=linear_kernel, unshuffle=unshuffle)
+    periodic = _randomised(DilatedCNN(periodic=(True, False), **kwargs).double())
+    rolled = periodic(x.roll(shift, dims=2))
+    torch.testing.assert_close(rolled, periodic(x).roll(shift, dims=2))
+    zero_padded = _randomised(DilatedCNN(**kwargs).double())  # the same weights, zero padding
+    assert not torch.allclose(zero_padded(x.roll(shift, dims=2)), zero_padded(x).roll(shift, 2))
+    assert "periodic=(True, False)" in repr(periodic)
+    periodic.zero_last()
+    assert torch.equal(periodic(x), x)  # the identity at the start, linear path included
+
+
+def test_periodic_net_in_bfloat16_and_its_errors():
+    net = DilatedCNN(channels=4, dilations=(1, 2), periodic=True, linear_kernel=3)
+    x = torch.randn(1, 1, 8, 8)
+    reference = _randomised(net)(x)
+    torch.testing.assert_close(net.compute_in(torch.bfloat16)(x), reference, atol=0.05, rtol=0.05)
+    for bad in ([True], (True, False, True), "yes", (1, 0)):
+        with pytest.raises(ValueError, match="periodic needs True/False per spatial axis"):
+            DilatedCNN(periodic=bad)
+
+
+def test_circular_pad_takes_values_from_the_other_end_any_amount():
+    h = torch.arange(6.0).reshape(1, 1, 2, 3)
+    padded = CircularPad((False, True), 4)(h)
+    assert padded.shape == (1, 1, 2, 11)
+    assert padded[0, 0, 0].tolist() == [2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0]
+    with pytest.raises(ValueError, match="amount"):
+        CircularPad((True,), 0)

@@ -415,8 +415,11 @@ def correction_task(
     to match ``accurate``.
 
     Validation reports the PSNR of :math:`A_q x` against :math:`A x` in data space (the
-    trainer's best checkpoint is the best forward model). ``op`` is the approximate operator
-    of the run (``cfg.operator``); the learned model holds its own copy.
+    trainer's best checkpoint is the best forward model). With ``forward_weight=0`` only the
+    adjoint networks learn (with no weight decay the forward networks stay as loaded), and
+    validation reports the PSNR of :math:`A_q^*(r)` against :math:`A^T r`, :math:`r = A_q x - y`,
+    in image space instead, so the best checkpoint is the best adjoint. ``op`` is the
+    approximate operator of the run (``cfg.operator``); the learned model holds its own copy.
 
     Example
     -------
@@ -440,9 +443,15 @@ def correction_task(
 
     def predict(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch[0].reshape(-1, *accurate.domain_shape)
-        estimate = model(x)
-        truth = accurate(x)
-        return estimate.unsqueeze(1), truth.unsqueeze(1)
+        if objective.forward_weight > 0:
+            return model(x).unsqueeze(1), accurate(x).unsqueeze(1)
+        if getattr(model, "adjoint_mode", "learned") != "learned":
+            raise ValueError(
+                "forward_weight=0 trains the adjoint networks alone, and this model has none "
+                f"(adjoint={model.adjoint_mode!r}); use adjoint=learned"
+            )
+        r = model(x) - batch[1].reshape(-1, *accurate.range_shape)
+        return model.adjoint(r).unsqueeze(1), accurate.T(r).unsqueeze(1)
 
     return objective, predict
 

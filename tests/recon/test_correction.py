@@ -178,6 +178,29 @@ def test_correction_objective_losses_and_predict(ct):
     assert torch.allclose(truth[:, 0], accurate(x[:, 0]))
 
 
+def test_adjoint_only_training_validates_the_adjoint(ct):
+    approx, accurate = _mismatched_pair(ct)
+    torch.manual_seed(0)
+    model = LearnedOperator(
+        approx, data_net=_small_net(), adjoint_data_net=_small_net(), adjoint="learned"
+    )
+    objective, predict = correction_task(op=approx, accurate=accurate, forward_weight=0.0)
+    x = torch.rand(3, 1, 16, 16, dtype=torch.float64)
+    y = accurate(x) + 0.01
+    estimate, truth = predict(model, (x, y))
+    r = model(x[:, 0]) - y[:, 0]
+    assert estimate.shape == truth.shape == (3, 1, 16, 16)
+    assert torch.allclose(estimate[:, 0], model.adjoint(r))
+    assert torch.allclose(truth[:, 0], accurate.T(r))
+    assert not torch.allclose(estimate, truth)  # the random adjoint net is not Aᵀ
+    objective(model, (x, y)).backward()  # only the adjoint networks get gradients
+    assert all(p.grad is not None for p in model.adjoint_data_net.parameters())
+    assert all(p.grad is None for p in model.data_net.parameters())
+    linearised = LearnedOperator(approx, data_net=_small_net(), adjoint="linearised")
+    with pytest.raises(ValueError, match="forward_weight=0 trains the adjoint networks alone"):
+        predict(linearised, (x, y))
+
+
 @pytest.mark.parametrize("mode", ["learned", "linearised"])
 def test_training_the_correction_reduces_model_and_adjoint_errors(ct, mode, tmp_path):
     """Through the shared trainer, a data-space net (and a learned adjoint net) learn
@@ -494,6 +517,21 @@ def test_lams_stage_fine_tunes_the_late_stage_over_the_tuned_tv_weights(compose_
     assert cfg.model == late.model and cfg.data == late.data and cfg.operator == late.operator
     objective, _ = instantiate(cfg.objective, op=None)
     assert objective.lam_max == 4e-3 and len({objective.lam_at(s) for s in range(3)}) == 3
+
+
+def test_adjoint_stage_trains_wider_periodic_adjoint_networks_alone(compose_cfg):
+    late = compose_cfg("experiment=ct_parallel_model_correction_late")
+    cfg = compose_cfg("experiment=ct_parallel_model_correction_adjoint")
+    assert cfg.init_from == "outputs/ct_parallel_late/checkpoints/best.pt"
+    assert list(cfg.init_skip) == ["adjoint_image_net", "adjoint_data_net"]
+    assert cfg.objective.forward_weight == 0 and cfg.objective.truth_fraction == 1.0
+    assert cfg.optim.weight_decay == 0  # with no gradient, the forward nets stay as loaded
+    assert cfg.model.image_net == late.model.image_net
+    assert cfg.model.data_net == late.model.data_net
+    adjoint_data_net = cfg.model.adjoint_data_net
+    assert adjoint_data_net.channels > late.model.adjoint_data_net.channels
+    assert list(adjoint_data_net.periodic) == [True, False]  # (angle, detector)
+    assert cfg.data == late.data and cfg.operator == late.operator
 
 
 def test_ct_correction_experiment_composes_with_the_accurate_model_as_simulator(compose_cfg):

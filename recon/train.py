@@ -72,15 +72,18 @@ def load_trained(
             modules = sorted({key.split(".")[0] for key in weights})
             raise ValueError(f"skip: {path} has no submodule {name!r} (it has {modules})")
         weights = {key: value for key, value in weights.items() if not key.startswith(f"{name}.")}
+    # check the names before loading anything, so a mismatch leaves the model as it was
     fresh = tuple(f"{name}." for name in skip)
-    result = model.load_state_dict(weights, strict=False)
-    missing = [key for key in result.missing_keys if not key.startswith(fresh)]
-    if missing or result.unexpected_keys:
+    own = model.state_dict().keys()
+    missing = [key for key in own if key not in weights and not key.startswith(fresh)]
+    unexpected = [key for key in weights if key not in own]
+    if missing or unexpected:
         raise RuntimeError(
             f"{path} does not fit {type(model).__name__}: missing from the checkpoint "
-            f"{_few(missing)}; not in the model {_few(result.unexpected_keys)} "
+            f"{_few(missing)}; not in the model {_few(unexpected)} "
             "(init_skip / skip= names submodules not to load)"
         )
+    model.load_state_dict(weights, strict=False)
     return model.eval()
 
 

@@ -1,4 +1,19 @@
-"""Neural networks: plain nn.Modules with no physics inside.
+"""Neural networks: plain nn.Modules with no physics inside (knows no operators).
+
+Rooms:
+
+- ``checks``: the argument checks the networks share;
+- ``blocks``: convolution, normalisation and activation blocks, ``ConvNet``, ``ResidualBlock``;
+- ``unet``: the U-Net, optionally residual (FBPConvNet);
+- ``dncnn``: DnCNN, a residual denoising CNN, optionally Lipschitz-constrained;
+- ``drunet``: DRUNet, the residual U-Net denoiser with a noise-level input of DPIR;
+- ``gsdenoiser``: the gradient-step denoiser, an explicit gradient of a potential;
+- ``denoising``: the noise-level map and spectral normalisation of convolutions;
+- ``icnn``: input-convex networks and the convex quadratics of mirror descent;
+- ``autoencoder``: convolutional encoder/decoder, autoencoder, VAE and its ELBO;
+- ``gan``: WGAN-GP generator, critic and gradient penalty;
+- ``dilated``: a residual CNN of dilated convolutions, the correction network of learned
+  operators.
 
 Example
 -------
@@ -9,12 +24,14 @@ torch.Size([1, 1, 32, 32])
 """
 
 from models.autoencoder import (
+    OUTPUT_ACTIVATIONS,
     Autoencoder,
     ConvDecoder,
     ConvEncoder,
     VAEOutput,
     VariationalAutoencoder,
     gaussian_elbo,
+    gaussian_log_likelihood,
     kl_standard_normal,
 )
 from models.blocks import (
@@ -28,6 +45,7 @@ from models.blocks import (
     make_norm,
 )
 from models.denoising import conv_operator_norm, conv_spectral_norm, noise_level_map
+from models.dilated import CircularPad, DilatedCNN
 from models.dncnn import DnCNN
 from models.drunet import DRUNet
 from models.gan import GAN, Critic, Generator, gradient_penalty
@@ -48,14 +66,17 @@ __all__ = [
     "ICNN",
     "ICNN_ACTIVATIONS",
     "NORMS",
+    "OUTPUT_ACTIVATIONS",
     "UPSAMPLING",
     "Autoencoder",
+    "CircularPad",
     "ConvBlock",
     "ConvDecoder",
     "ConvEncoder",
     "ConvNet",
     "Critic",
     "DRUNet",
+    "DilatedCNN",
     "DnCNN",
     "GAN",
     "GSDenoiser",
@@ -72,6 +93,7 @@ __all__ = [
     "conv_operator_norm",
     "conv_spectral_norm",
     "gaussian_elbo",
+    "gaussian_log_likelihood",
     "gradient_penalty",
     "input_gradient",
     "kl_standard_normal",

@@ -39,14 +39,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from models.blocks import (
-    ConvBlock,
-    _check_positive_int,
-    _normalise_name,
-    conv_layer,
-    make_activation,
-    make_norm,
-)
+from models.blocks import ConvBlock, conv_layer, make_activation, make_norm
+from models.checks import check_latent_dim, check_positive_int, image_levels, normalise_name
 
 __all__ = [
     "OUTPUT_ACTIVATIONS",
@@ -67,24 +61,11 @@ OUTPUT_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "none")
 LOGVAR_RANGE: tuple[float, float] = (-30.0, 20.0)
 
 
-def _levels(image_size: object) -> int:
-    """Number of 2× resolution steps between ``image_size`` and 4 (``image_size = 4 · 2**n``)."""
-    size = _check_positive_int("image_size", image_size, minimum=8)
-    n = int(round(math.log2(size / 4)))
-    if 4 * 2**n != size:
-        raise ValueError(f"image_size must be 4 · 2**n (8, 16, 32, 64, 128, ...), got {size}")
-    return n
-
-
 def _widths(channels: int, max_channels: int, n: int) -> list[int]:
     """Channels at resolution level ``0..n`` (level ``i`` is ``size / 2**i``)."""
-    _check_positive_int("channels", channels)
-    _check_positive_int("max_channels", max_channels)
+    check_positive_int("channels", channels)
+    check_positive_int("max_channels", max_channels)
     return [min(channels * 2**i, max_channels) for i in range(n + 1)]
-
-
-def _check_latent_dim(latent_dim: object) -> int:
-    return _check_positive_int("latent_dim", latent_dim)
 
 
 def _check_images(x: torch.Tensor, channels: int, size: int, who: str) -> None:
@@ -146,12 +127,12 @@ class ConvEncoder(nn.Module):
         activation: str | None = "leaky_relu",
     ) -> None:
         super().__init__()
-        n = _levels(image_size)
-        _check_positive_int("out_features", out_features)
+        n = image_levels(image_size)
+        check_positive_int("out_features", out_features)
         self.image_size = int(image_size)
-        self.in_channels = _check_positive_int("in_channels", in_channels)
+        self.in_channels = check_positive_int("in_channels", in_channels)
         widths = _widths(channels, max_channels, n)
-        norm = _normalise_name("norm", norm, ("batch", "instance", "none"))
+        norm = normalise_name("norm", norm, ("batch", "instance", "none"))
         self.stem = ConvBlock(
             in_channels=in_channels, out_channels=widths[0], norm=None, activation=activation
         )
@@ -215,12 +196,12 @@ class ConvDecoder(nn.Module):
         output_activation: str | None = None,
     ) -> None:
         super().__init__()
-        n = _levels(image_size)
+        n = image_levels(image_size)
         self.image_size = int(image_size)
-        self.latent_dim = _check_latent_dim(latent_dim)
-        self.out_channels = _check_positive_int("out_channels", out_channels)
+        self.latent_dim = check_latent_dim(latent_dim)
+        self.out_channels = check_positive_int("out_channels", out_channels)
         widths = _widths(channels, max_channels, n)
-        self.output_activation = _normalise_name(
+        self.output_activation = normalise_name(
             "output_activation", output_activation, OUTPUT_ACTIVATIONS
         )
         self.linear = nn.Linear(latent_dim, widths[n] * 16)
@@ -295,8 +276,8 @@ class Autoencoder(nn.Module):
         output_activation: str | None = None,
     ) -> None:
         super().__init__()
-        self.image_size = _check_positive_int("image_size", image_size, minimum=8)
-        self.latent_dim = _check_latent_dim(latent_dim)
+        self.image_size = check_positive_int("image_size", image_size, minimum=8)
+        self.latent_dim = check_latent_dim(latent_dim)
         self.encoder = ConvEncoder(
             image_size=image_size,
             out_features=self._encoder_features(latent_dim),

@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.checks import check_ndim, check_positive_int, normalise_name
+
 __all__ = [
     "ACTIVATIONS",
     "NORMS",
@@ -56,28 +58,6 @@ _BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _INSTANCE_NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 
 
-def _check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
-    """``value`` if it is an int ≥ ``minimum`` (bools rejected), else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_ndim(ndim: object) -> int:
-    """``ndim`` if it is 2 or 3 (spatial dimensions), else ``ValueError``."""
-    if isinstance(ndim, bool) or ndim not in (2, 3):
-        raise ValueError(f"ndim must be 2 or 3 (spatial dimensions), got {ndim!r}")
-    return int(ndim)
-
-
-def _normalise_name(kind: str, name: object, choices: tuple[str, ...]) -> str:
-    if name is None:
-        return "none"
-    if not isinstance(name, str) or name.lower().replace("-", "_") not in choices:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(choices)} or None")
-    return name.lower().replace("-", "_")
-
-
 def make_norm(name: str | None, channels: int, *, ndim: int = 2) -> nn.Module:
     """A normalisation layer by name: ``"batch"``, ``"instance"`` (affine) or ``None``.
 
@@ -95,8 +75,8 @@ def make_norm(name: str | None, channels: int, *, ndim: int = 2) -> nn.Module:
     >>> type(make_norm("instance", 4, ndim=3)).__name__
     'InstanceNorm3d'
     """
-    name = _normalise_name("norm", name, NORMS)
-    ndim = _check_ndim(ndim)
+    name = normalise_name("norm", name, NORMS)
+    ndim = check_ndim(ndim)
     if name == "batch":
         return _BATCH_NORM[ndim](channels)
     if name == "instance":
@@ -119,7 +99,7 @@ def make_activation(name: str | None, channels: int = 1) -> nn.Module:
     >>> make_activation("prelu", 8)
     PReLU(num_parameters=8)
     """
-    name = _normalise_name("activation", name, ACTIVATIONS)
+    name = normalise_name("activation", name, ACTIVATIONS)
     if name == "prelu":
         return nn.PReLU(num_parameters=channels)
     layers = {
@@ -149,12 +129,12 @@ def conv_layer(
     >>> conv_layer(2, 4, kernel_size=3)(torch.zeros(1, 2, 5, 7)).shape
     torch.Size([1, 4, 5, 7])
     """
-    _check_positive_int("in_channels", in_channels)
-    _check_positive_int("out_channels", out_channels)
-    _check_positive_int("kernel_size", kernel_size)
+    check_positive_int("in_channels", in_channels)
+    check_positive_int("out_channels", out_channels)
+    check_positive_int("kernel_size", kernel_size)
     if kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd (same padding), got {kernel_size}")
-    return _CONV[_check_ndim(ndim)](
+    return _CONV[check_ndim(ndim)](
         in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bool(bias)
     )
 
@@ -201,7 +181,7 @@ class ConvBlock(nn.Sequential):
         bias: bool | None = None,
         ndim: int = 2,
     ) -> None:
-        norm_name = _normalise_name("norm", norm, NORMS)
+        norm_name = normalise_name("norm", norm, NORMS)
         if bias is None:
             bias = norm_name != "batch"
         super().__init__()
@@ -321,7 +301,7 @@ class ConvNet(nn.Module):
         ndim: int = 2,
     ) -> None:
         super().__init__()
-        _check_positive_int("n_layers", n_layers)
+        check_positive_int("n_layers", n_layers)
         hidden = []
         channels = in_channels
         for _ in range(n_layers - 1):

@@ -207,8 +207,9 @@ def conv_spectral_norm(
 
     Example
     -------
+    >>> _ = torch.manual_seed(0)
     >>> conv = conv_spectral_norm(nn.Conv2d(8, 8, 3, padding=1, bias=False), size=16)
-    >>> bool(conv_operator_norm(conv, (8, 16, 16)) <= 1.0 + 1e-4)
+    >>> bool(conv_operator_norm(conv, (8, 16, 16)) <= 1.0 + 1e-3)  # power iteration: from below
     True
     """
     if not isinstance(layer, _CONVS + _TRANSPOSED):

@@ -33,9 +33,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models.blocks import _check_ndim, _check_positive_int, make_activation
+from models.blocks import make_activation
+from models.checks import check_ndim, check_positive_int
 
-__all__ = ["CircularPad", "DilatedCNN"]
+__all__ = ["CircularPad", "DilatedCNN", "from_blocks", "frozen_prelu", "to_blocks"]
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
@@ -73,7 +74,7 @@ class DilatedCNN(nn.Module):
         Size of the optional linear path ``K * x`` added to the output (odd, ≥ 1; ``0``, the
         default, leaves it out). It starts at zero and :meth:`zero_last` zeroes it too. A model
         correction is mostly a linear filter: in a forward-only fit of the 64² CT pair
-        (``experiment=ct_model_correction``, 400 Adam steps) a 5×5 path cut the model error to
+        (``experiment=correction_ct_fan/forward``, 400 Adam steps) a 5×5 path cut the model error to
         0.0105 from 0.0119 without it (``Ã``: 0.0121).
     unshuffle : int or sequence of int
         Run the hidden layers on a grid coarser by these factors (one per spatial axis, or one
@@ -91,7 +92,7 @@ class DilatedCNN(nn.Module):
         cover the full circle the first and last views are neighbours, and a correction that
         moves data between views (the fan's rays against the parallel ones) needs them: in the
         CT parallel-approximation pair the adjoint networks' error fell from 0.402 to 0.386
-        with the angle axis periodic (``experiment=ct_parallel_model_correction_adjoint``).
+        with the angle axis periodic (``experiment=correction_ct_parallel/adjoint``).
         Default ``False``: zero padding on every axis.
     channels_last : bool
         Keep the weights and the hidden activations in the channels-last memory layout, which
@@ -123,15 +124,15 @@ class DilatedCNN(nn.Module):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        self.ndim = _check_ndim(ndim)
-        in_channels = _check_positive_int("in_channels", in_channels)
-        out_channels = _check_positive_int("out_channels", out_channels)
-        channels = _check_positive_int("channels", channels)
+        self.ndim = check_ndim(ndim)
+        in_channels = check_positive_int("in_channels", in_channels)
+        out_channels = check_positive_int("out_channels", out_channels)
+        channels = check_positive_int("channels", channels)
         dilations = tuple(dilations)
         if not dilations:
             raise ValueError("dilations must name at least one hidden layer")
         for d in dilations:
-            _check_positive_int("dilation", d)
+            check_positive_int("dilation", d)
         if not isinstance(residual, bool):
             raise ValueError(f"residual must be True or False, got {residual!r}")
         if residual and in_channels != out_channels:
@@ -151,7 +152,7 @@ class DilatedCNN(nn.Module):
                 f"got {unshuffle!r}"
             )
         for f in factors:
-            _check_positive_int("unshuffle factor", f)
+            check_positive_int("unshuffle factor", f)
         self.unshuffle: tuple[int, ...] = factors
         self.periodic = _check_periodic(periodic, self.ndim)
         block = math.prod(factors)
@@ -257,7 +258,7 @@ class DilatedCNN(nn.Module):
             axes = [torch.linspace(-1, 1, n, dtype=h.dtype, device=h.device) for n in h.shape[2:]]
             grid = torch.stack(torch.meshgrid(*axes, indexing="ij"))
             h = torch.cat([h, grid.expand(h.shape[0], *grid.shape)], dim=1)
-        h = _to_blocks(h, self.unshuffle)
+        h = to_blocks(h, self.unshuffle)
         dtype = h.dtype
         if self.memory_format is not None:
             h = h.contiguous(memory_format=self.memory_format)
@@ -271,7 +272,7 @@ class DilatedCNN(nn.Module):
                     h = frozen_prelu(h, layer.weight)  # follows: PReLU's backward is ~3× dearer
                 else:  # (without one, PReLU's single pass is the cheaper)
                     h = layer(h)
-        return _from_blocks(h, self.unshuffle).to(dtype).contiguous()
+        return from_blocks(h, self.unshuffle).to(dtype).contiguous()
 
     def zero_last(self) -> None:
         """Zero the last convolution and the linear path: a residual net is then the identity."""
@@ -308,7 +309,7 @@ class CircularPad(nn.Module):
     def __init__(self, periodic: Sequence[bool], amount: int) -> None:
         super().__init__()
         self.periodic = tuple(periodic)
-        self.amount = _check_positive_int("amount", amount)
+        self.amount = check_positive_int("amount", amount)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         first = h.ndim - len(self.periodic)
@@ -350,9 +351,17 @@ def frozen_prelu(h: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(h * a, 1 - a, torch.relu(h))
 
 
-def _to_blocks(h: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:
+def to_blocks(h: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:
     """``(B, C, n_1, …, n_d) → (B, C·Πf, n_1/f_1, …, n_d/f_d)``: each block of ``f_1 × … × f_d``
-    pixels becomes channels (channel index ``c·Πf + offset``, offsets in C order)."""
+    pixels becomes channels (channel index ``c·Πf + offset``, offsets in C order).
+
+    In 2D with equal factors it is :func:`torch.nn.functional.pixel_unshuffle`; it works for
+    any number of axes and a factor per axis (sizes divisible by them).
+
+    >>> x = torch.randn(1, 2, 4, 6)
+    >>> to_blocks(x, (2, 3)).shape, torch.equal(from_blocks(to_blocks(x, (2, 3)), (2, 3)), x)
+    (torch.Size([1, 12, 2, 2]), True)
+    """
     if math.prod(factors) == 1:
         return h
     b, c, *sizes = h.shape
@@ -368,8 +377,12 @@ def _to_blocks(h: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:
     )
 
 
-def _from_blocks(h: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:
-    """The inverse of :func:`_to_blocks`."""
+def from_blocks(h: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:
+    """The inverse of :func:`to_blocks`: ``(B, C·Πf, m_1, …, m_d) → (B, C, m_1 f_1, …, m_d f_d)``.
+
+    >>> from_blocks(torch.zeros(1, 8, 3, 3), (2, 2)).shape
+    torch.Size([1, 2, 6, 6])
+    """
     if math.prod(factors) == 1:
         return h
     b, cf, *coarse = h.shape

@@ -35,7 +35,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.blocks import ConvBlock, _check_ndim, _check_positive_int, conv_layer
+from models.blocks import ConvBlock, conv_layer
+from models.checks import check_ndim, check_positive_int
 from models.denoising import conv_spectral_norm, noise_level_map
 
 __all__ = ["DnCNN"]
@@ -103,10 +104,10 @@ class DnCNN(nn.Module):
         ndim: int = 2,
     ) -> None:
         super().__init__()
-        self.in_channels = _check_positive_int("in_channels", in_channels)
-        self.channels = _check_positive_int("channels", channels)
-        self.depth = _check_positive_int("depth", depth, minimum=2)
-        self.ndim = _check_ndim(ndim)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.channels = check_positive_int("channels", channels)
+        self.depth = check_positive_int("depth", depth, minimum=2)
+        self.ndim = check_ndim(ndim)
         for name, value in (("sigma_input", sigma_input), ("spectral_norm", spectral_norm)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be a bool, got {value!r}")

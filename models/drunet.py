@@ -34,7 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.blocks import ConvBlock, _check_ndim, _check_positive_int, conv_layer
+from models.blocks import ConvBlock, conv_layer
+from models.checks import check_ndim, check_positive_int
 from models.denoising import conv_spectral_norm, noise_level_map
 
 __all__ = ["DRUNet"]
@@ -125,11 +126,11 @@ class DRUNet(nn.Module):
         ndim: int = 2,
     ) -> None:
         super().__init__()
-        self.in_channels = _check_positive_int("in_channels", in_channels)
-        self.channels = _check_positive_int("channels", channels)
-        self.depth = _check_positive_int("depth", depth, minimum=0)
-        self.n_blocks = _check_positive_int("n_blocks", n_blocks)
-        self.ndim = _check_ndim(ndim)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.channels = check_positive_int("channels", channels)
+        self.depth = check_positive_int("depth", depth, minimum=0)
+        self.n_blocks = check_positive_int("n_blocks", n_blocks)
+        self.ndim = check_ndim(ndim)
         for name, value in (
             ("bias", bias),
             ("residual", residual),

@@ -34,8 +34,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.autoencoder import ConvDecoder, ConvEncoder, _check_latent_dim, _levels
-from models.blocks import _check_positive_int, _normalise_name
+from models.autoencoder import ConvDecoder, ConvEncoder
+from models.checks import check_latent_dim, check_positive_int, image_levels, normalise_name
 
 __all__ = ["GAN", "Critic", "Generator", "gradient_penalty"]
 
@@ -77,9 +77,9 @@ class Generator(nn.Module):
         output_activation: str | None = None,
     ) -> None:
         super().__init__()
-        _levels(image_size)
+        image_levels(image_size)
         self.image_size = int(image_size)
-        self.latent_dim = _check_latent_dim(latent_dim)
+        self.latent_dim = check_latent_dim(latent_dim)
         self.net = ConvDecoder(
             image_size=image_size,
             latent_dim=latent_dim,
@@ -128,13 +128,13 @@ class Critic(nn.Module):
         activation: str | None = "leaky_relu",
     ) -> None:
         super().__init__()
-        norm = _normalise_name("norm", norm, ("batch", "instance", "none"))
+        norm = normalise_name("norm", norm, ("batch", "instance", "none"))
         if norm == "batch":
             raise ValueError(
                 "the WGAN-GP critic cannot use batch normalisation (the gradient penalty is per "
                 "sample); use norm='instance' or None"
             )
-        self.image_size = _check_positive_int("image_size", image_size, minimum=8)
+        self.image_size = check_positive_int("image_size", image_size, minimum=8)
         self.net = ConvEncoder(
             image_size=image_size,
             out_features=1,

@@ -45,7 +45,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.blocks import _check_positive_int
+from models.checks import check_positive_int
 from models.drunet import DRUNet
 
 __all__ = ["GSDenoiser"]
@@ -205,7 +205,7 @@ class GSDenoiser(nn.Module):
         >>> gs.hessian_norm(torch.rand(2, 1, 8, 8), 0.1, n_iter=3).shape
         torch.Size([2])
         """
-        _check_positive_int("n_iter", n_iter)
+        check_positive_int("n_iter", n_iter)
         gen = torch.Generator().manual_seed(seed)
         v = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
         v = v / torch.linalg.vector_norm(v.flatten(1), dim=1).reshape(-1, *[1] * (x.ndim - 1))

@@ -62,7 +62,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.blocks import _check_ndim, _check_positive_int, conv_layer
+from models.blocks import conv_layer
+from models.checks import check_ndim, check_positive_int
 
 __all__ = [
     "ICNN_ACTIVATIONS",
@@ -206,14 +207,14 @@ class NonNegativeConv(nn.Module):
                 f"parametrisation must be 'softplus' or 'square', got {parametrisation!r}"
             )
         self.parametrisation = parametrisation
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("out_channels", out_channels)
-        _check_positive_int("kernel_size", kernel_size)
-        _check_positive_int("dilation", dilation)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("kernel_size", kernel_size)
+        check_positive_int("dilation", dilation)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (same padding), got {kernel_size}")
         gain = _check_non_negative("gain", gain, positive=True)
-        self.ndim = _check_ndim(ndim)
+        self.ndim = check_ndim(ndim)
         self.dilation = dilation
         self.padding = dilation * (kernel_size // 2)
         shape = (out_channels, in_channels, *([kernel_size] * self.ndim))
@@ -338,10 +339,10 @@ class ICNN(nn.Module):
         ndim: int = 2,
     ) -> None:
         super().__init__()
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("channels", channels)
-        _check_positive_int("n_layers", n_layers)
-        self.ndim = _check_ndim(ndim)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("channels", channels)
+        check_positive_int("n_layers", n_layers)
+        self.ndim = check_ndim(ndim)
         if dilations is None:
             dilations = [1] * n_layers
         dilations = [int(d) for d in dilations]
@@ -375,7 +376,7 @@ class ICNN(nn.Module):
         if quadratic > 0:
             if quadratic_channels is None:
                 quadratic_channels = in_channels
-            _check_positive_int("quadratic_channels", quadratic_channels, minimum=in_channels)
+            check_positive_int("quadratic_channels", quadratic_channels, minimum=in_channels)
             self.quadratic_layer = conv_layer(
                 in_channels,
                 quadratic_channels,
@@ -547,7 +548,7 @@ class SpectralQuadratic(_FourierDiagonalQuadratic):
         self, shape: Sequence[int], *, init: float = 1.0, rate: float = 1.0, ndim: int = 2
     ) -> None:
         super().__init__()
-        self.ndim = _check_ndim(ndim)
+        self.ndim = check_ndim(ndim)
         shape = tuple(int(n) for n in shape)
         if len(shape) != self.ndim or min(shape) < 1:
             raise ValueError(f"shape must be {self.ndim} positive sizes, got {list(shape)}")

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.blocks import ConvBlock, _check_ndim, _check_positive_int, conv_layer
+from models.blocks import ConvBlock, conv_layer
+from models.checks import check_ndim, check_positive_int
 
 __all__ = ["UPSAMPLING", "UNet"]
 
@@ -95,11 +96,11 @@ class UNet(nn.Module):
         ndim: int = 2,
     ) -> None:
         super().__init__()
-        self.in_channels = _check_positive_int("in_channels", in_channels)
-        self.out_channels = _check_positive_int("out_channels", out_channels)
-        self.channels = _check_positive_int("channels", channels)
-        self.depth = _check_positive_int("depth", depth, minimum=0)
-        self.ndim = _check_ndim(ndim)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.out_channels = check_positive_int("out_channels", out_channels)
+        self.channels = check_positive_int("channels", channels)
+        self.depth = check_positive_int("depth", depth, minimum=0)
+        self.ndim = check_ndim(ndim)
         if not isinstance(residual, bool):
             raise ValueError(f"residual must be a bool, got {residual!r}")
         if residual and in_channels != out_channels:

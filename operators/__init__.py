@@ -1,4 +1,16 @@
-"""Forward models as differentiable linear operators with exact adjoints.
+"""Forward models as differentiable linear operators with exact adjoints (knows no training).
+
+Rooms:
+
+- ``base``: ``LinearOperator`` (``op.T``, ``A @ B``, ``a * A``, ``A + B``, ``norm()``), its
+  compositions, ``MatrixOperator`` and the ``OperatorLike`` protocol;
+- ``testing``: ``check_adjoint`` and ``check_autograd``, for our operators and users' own;
+- ``counting``: ``CountingOperator``, which counts the images an operator was applied to;
+- ``ct``: CT geometries and ``RayTransform`` with its ASTRA, system-matrix and ODL backends;
+- ``resample``: upsampling, detector binning and the supersampled (accurate) ray transform;
+- ``pat``: photoacoustic forward models (k-space time stepper, exact line model, Fourier
+  regridding);
+- ``learned``: learned approximate models ``A_q = F_q ∘ Ã ∘ H_f`` and their training losses.
 
 Example
 -------
@@ -16,6 +28,7 @@ from operators.base import (
     IdentityOperator,
     LinearOperator,
     MatrixOperator,
+    OperatorLike,
     ScaledOperator,
     SumOperator,
 )
@@ -73,6 +86,7 @@ __all__ = [
     "LineSensorRegridding",
     "LinearOperator",
     "MatrixOperator",
+    "OperatorLike",
     "Medium",
     "PATGrid",
     "Parallel2D",

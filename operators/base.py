@@ -30,12 +30,36 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 Shape = tuple[int, ...]
+
+
+@runtime_checkable
+class OperatorLike(Protocol):
+    """What reconstructors use of an operator, for type hints: a :class:`LinearOperator` is one.
+
+    ``op(x)`` maps ``(*batch, *domain_shape)`` to ``(*batch, *range_shape)`` and ``op.T`` is the
+    adjoint. Users' own operators need nothing more (plus ``norm()`` where a step size is derived).
+
+    Example
+    -------
+    >>> isinstance(IdentityOperator((2, 2)), OperatorLike)
+    True
+    """
+
+    domain_shape: tuple[int, ...]
+    range_shape: tuple[int, ...]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    @property
+    def T(self) -> Callable[[torch.Tensor], torch.Tensor]: ...
+
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _HALF_DTYPES = (torch.float16, torch.bfloat16)

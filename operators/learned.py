@@ -498,7 +498,7 @@ class LearnedOperator(nn.Module):
         Each network must offer ``compute_in`` (:class:`models.dilated.DilatedCNN` does). On
         a CPU with AVX512-BF16 the networks run about 2× faster in bfloat16; the operator changes
         by the rounding of the corrections (relative ~1e-3, far below a trained model error of
-        ~0.1); check the reconstruction quality once (``python -m recon.bench_correction
+        ~0.1); check the reconstruction quality once (``python -m benchmarks.correction
         --bf16``), in particular with the linearised adjoint: it differentiates through the
         rounded networks, whose Jacobian is further from float32's than their values (random
         nets: 0.4 % in the values, 7.5 % in the Jacobian; the trained 64² PAT ``A_q``: 1.7 %

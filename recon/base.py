@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Reconstructor", "check_measurements"]
+__all__ = ["Reconstructor", "check_measurements", "flatten_measurements"]
 
 
 def check_measurements(y: torch.Tensor, op: Any) -> tuple[int, ...]:
@@ -73,6 +73,33 @@ def check_measurements(y: torch.Tensor, op: Any) -> tuple[int, ...]:
     if not torch.isfinite(y).all():
         raise ValueError("y contains NaN or infinite values")
     return tuple(y.shape[: y.ndim - n_range])
+
+
+def flatten_measurements(
+    y: torch.Tensor, op: Any, ndim: int
+) -> tuple[tuple[int, ...], torch.Tensor]:
+    """Validate ``y`` for a network with ``ndim``-dimensional convolutions; return its batch shape
+    and ``y`` as ``(N, 1, *op.range_shape)``, the layout networks take.
+
+    Raises ``ValueError`` (besides those of :func:`check_measurements`) when the operator's domain
+    or range does not have ``ndim`` dimensions.
+
+    Example
+    -------
+    >>> import torch
+    >>> from operators import IdentityOperator
+    >>> batch, flat = flatten_measurements(torch.zeros(2, 3, 4, 4), IdentityOperator((4, 4)), 2)
+    >>> batch, tuple(flat.shape)
+    ((2, 3), (6, 1, 4, 4))
+    """
+    batch_shape = check_measurements(y, op)
+    domain_shape, range_shape = tuple(op.domain_shape), tuple(op.range_shape)
+    if len(domain_shape) != ndim or len(range_shape) != ndim:
+        raise ValueError(
+            f"this network was built with ndim={ndim} convolutions, but the operator maps "
+            f"{domain_shape} to {range_shape}: both shapes need {ndim} dimensions"
+        )
+    return batch_shape, y.reshape(-1, 1, *range_shape)
 
 
 class Reconstructor(nn.Module):

@@ -1,7 +1,9 @@
 """Evaluation and training data from a ``data`` config: seeded synthetic splits.
 
 A ``data`` config names, per split, the phantom family, the number of images and a seed, plus a
-noise model shared by the splits. It comes in two kinds.
+noise model shared by the splits. Phantom families are looked up by name in the registry of
+:mod:`data_tools.phantoms.registry` (``PHANTOMS``; add one with ``register_phantom``), so a new
+phantom needs no edit here. A config comes in two kinds.
 
 **CT, simulated on a finer grid** (``factor``): the measurements are simulated with the ray
 transform of the caller's reconstruction geometry on a grid ``factor`` times finer (see
@@ -40,63 +42,8 @@ import torch
 from omegaconf import DictConfig
 
 from data_tools.datasets import SyntheticDataset, SyntheticImages
-from data_tools.phantoms import (
-    FEW_ELLIPSES,
-    SMOOTH_ELLIPSES,
-    balls,
-    random_ellipse_params,
-    render_random_ellipses,
-    shepp_logan,
-    vessels,
-)
+from data_tools.phantoms import phantom_family
 from data_tools.simulate import downsample, fine_geometry, simulate
-
-
-def _ellipse_family(profile: str = "flat", **draws) -> Callable[[torch.Generator], Callable]:
-    """A random-ellipse family: draws one table (``draws``: the keywords of
-    :func:`~data_tools.phantoms.random_ellipse_params`) and returns its renderer with the given
-    intensity ``profile``, so the fine simulation grid and the coarse truth match."""
-
-    def draw(generator: torch.Generator) -> Callable:
-        params = random_ellipse_params(1, generator=generator, **draws)
-        return lambda shape: render_random_ellipses(params, shape, profile=profile)[0]
-
-    return draw
-
-
-def _shepp_logan(generator: torch.Generator) -> Callable:
-    return lambda shape: shepp_logan(shape)
-
-
-def _vessels(generator: torch.Generator) -> Callable:
-    return lambda shape: vessels(shape, generator=generator)
-
-
-def _balls(generator: torch.Generator) -> Callable:
-    return lambda shape: balls(shape, generator=generator)
-
-
-#: Phantom family name → function(generator) returning a renderer ``shape -> image``.
-#: ``vessels`` and ``balls`` (photoacoustics) are drawn in pixels of the grid they are rendered
-#: on, with the sensor side (row 0) kept at zero; the ellipses live on [-1, 1]².
-#: ``few_ellipses`` is dival's ellipse distribution with Poisson(4) ellipses per image, at most 8,
-#: positive values and no vanishing semi-axes (:data:`data_tools.phantoms.FEW_ELLIPSES`).
-#: ``smooth_ellipses`` draws the same ellipses as smooth bumps (1 - ρ²)² instead of constant values
-#: (:data:`data_tools.phantoms.SMOOTH_ELLIPSES`).
-PHANTOMS: dict[str, Callable[[torch.Generator], Callable]] = {
-    "random_ellipses": _ellipse_family(),
-    "few_ellipses": _ellipse_family(**FEW_ELLIPSES),
-    "smooth_ellipses": _ellipse_family(**SMOOTH_ELLIPSES),
-    "shepp_logan": _shepp_logan,
-    "vessels": _vessels,
-    "balls": _balls,
-}
-
-
-def _phantom(phantom: str) -> Callable[[torch.Generator], Callable]:
-    if phantom not in PHANTOMS:
-        raise ValueError(f"unknown phantom {phantom!r}; known: {', '.join(PHANTOMS)}")
-    return PHANTOMS[phantom]
 
 
 def make_simulator(phantom: str, geometry, *, factor: int, noise) -> Callable:
@@ -110,7 +57,7 @@ def make_simulator(phantom: str, geometry, *, factor: int, noise) -> Callable:
     >>> [t.shape for t in sim(torch.Generator().manual_seed(0))]
     [torch.Size([32, 32]), torch.Size([8, 46])]
     """
-    draw = _phantom(phantom)
+    draw = phantom_family(phantom)
 
     def simulator(generator: torch.Generator):
         return simulate(draw(generator), geometry, factor=factor, noise=noise, generator=generator)
@@ -127,7 +74,7 @@ def make_phantom(phantom: str) -> Callable:
     >>> make_phantom("vessels")((32, 32), generator=torch.Generator().manual_seed(0)).shape
     torch.Size([32, 32])
     """
-    draw = _phantom(phantom)
+    draw = phantom_family(phantom)
 
     def render(shape, *, generator: torch.Generator) -> torch.Tensor:
         return draw(generator)(tuple(shape))
@@ -212,7 +159,7 @@ def build_split(data: DictConfig, split: str, geometry=None) -> SyntheticDataset
         )
     factor = int(data.factor)
     if images_only:  # the simulator's ground truth: the fine-grid rendering, downsampled
-        draw, fine_shape = _phantom(spec.phantom), fine_geometry(geometry, factor).image_shape
+        draw, fine_shape = phantom_family(spec.phantom), fine_geometry(geometry, factor).image_shape
         return SyntheticImages(
             lambda generator: downsample(draw(generator)(fine_shape), factor), size=size, seed=seed
         )

@@ -21,7 +21,7 @@ def compose_cfg():
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from recon.train import CONF_DIR
+    from recon.cli.config import CONF_DIR
 
     def _compose(*overrides: str):
         GlobalHydra.instance().clear()

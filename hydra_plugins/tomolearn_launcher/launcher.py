@@ -8,8 +8,9 @@ same overrides, so a ``recon-train`` job would start again from step 0, or refus
 directory it had filled. These subclasses add ``resume=true`` to the overrides of the
 resubmission (for configs that have a top-level ``resume`` key, i.e. ``recon-train``), so the
 requeued job continues from its newest checkpoint in the same output directory, with the exact
-resume of :class:`recon.training.Trainer`. A ``recon-eval`` job (no ``resume`` key) simply runs
-again.
+resume of :class:`recon.training.Trainer`. A ``recon-eval`` job (an ``overwrite`` key, no
+``resume`` key) runs again with ``overwrite=true``: its folder was claimed by its first start,
+and the requeued job may replace what that one left.
 
 Used by ``conf/hydra/launcher/local.yaml`` and ``slurm.yaml``::
 
@@ -30,11 +31,21 @@ from typing import Any
 
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
-__all__ = ["ResumingLocalLauncher", "ResumingSlurmLauncher", "with_resume"]
+__all__ = ["ResumingLocalLauncher", "ResumingSlurmLauncher", "with_resume", "with_true"]
 
 log = logging.getLogger(__name__)
 
-_RESUME = re.compile(r"^(\+\+|\+|~)?resume(=|$)")
+
+def with_true(overrides: Sequence[str], key: str) -> list[str]:
+    """``overrides`` with any override of the top-level ``key`` replaced by ``key=true``.
+
+    Example
+    -------
+    >>> with_true(["seed=1", "+overwrite=false"], "overwrite")
+    ['seed=1', 'overwrite=true']
+    """
+    pattern = re.compile(rf"^(\+\+|\+|~)?{re.escape(key)}(=|$)")
+    return [o for o in overrides if not pattern.match(o)] + [f"{key}=true"]
 
 
 def with_resume(overrides: Sequence[str]) -> list[str]:
@@ -45,7 +56,7 @@ def with_resume(overrides: Sequence[str]) -> list[str]:
     >>> with_resume(["seed=1"])
     ['seed=1', 'resume=true']
     """
-    return [o for o in overrides if not _RESUME.match(o)] + ["resume=true"]
+    return with_true(overrides, "resume")
 
 
 class _ResumeOnRequeue:
@@ -73,6 +84,8 @@ class _ResumeOnRequeue:
         sweep_overrides, *rest = args
         if self.config is not None and "resume" in self.config:
             sweep_overrides = with_resume(sweep_overrides)
+        elif self.config is not None and "overwrite" in self.config:
+            sweep_overrides = with_true(sweep_overrides, "overwrite")
         log.warning("requeueing the job with overrides %s", " ".join(sweep_overrides))
         return submitit.helpers.DelayedSubmission(self, sweep_overrides, *rest, **kwargs)
 

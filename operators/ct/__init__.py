@@ -1,4 +1,14 @@
-"""CT geometries and the ray transform with ASTRA, ODL and sparse-matrix backends."""
+"""CT geometries and the ray transform with ASTRA, ODL and sparse-matrix backends.
+
+Rooms:
+
+- ``geometry``: ``Parallel2D``, ``FanBeam2D``, ``Parallel3D``, ``ConeBeam3D`` in physical units;
+- ``ray_transform``: ``RayTransform(geometry, backend=)`` and the backend registry;
+- ``astra_backend``: ASTRA's CPU (2D) and CUDA (2D/3D) projectors;
+- ``matrix_backend``: ASTRA's 2D system matrix, cached on disk (checksummed and spot-checked),
+  applied as a sparse product;
+- ``odl_backend``: ODL's ray transform (2D).
+"""
 
 from operators.ct.geometry import ConeBeam3D, FanBeam2D, Parallel2D, Parallel3D
 from operators.ct.ray_transform import BACKENDS, RayTransform, available_backends

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from operators.base import LinearOperator
-from operators.pat._fourier import is_smooth
+from operators.pat.fourier import is_smooth
 from operators.pat.grid import Medium, PATGrid, SensorMask, SensorPoints, TimeGrid, as_sensor
 
 #: Smallest PML chosen automatically when the PML lies outside the grid.

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from operators.base import LinearOperator
-from operators.pat._fourier import fast_len, half_weights
+from operators.pat.fourier import fast_len, half_weights
 from operators.pat.grid import Medium, PATGrid, TimeGrid
 
 

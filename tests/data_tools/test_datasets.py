@@ -407,6 +407,50 @@ def test_lodopab_errors(tmp_path):
         LoDoPaBDataset(root, "train", max_files=0)
 
 
+def test_lodopab_refuses_an_observation_file_without_its_ground_truth(tmp_path):
+    """Issue 31, item 8: an unpaired observation file raised nothing and its samples vanished."""
+    root = tmp_path / "lodopab"
+    write_lodopab(root, counts=(3, 3, 3))
+    (root / "ground_truth_train_002.hdf5").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing: .*ground_truth_train_002\.hdf5"):
+        LoDoPaBDataset(root, "train")
+    assert len(LoDoPaBDataset(root, "train", max_files=2)) == 6  # the subset is complete
+    (root / "ground_truth_train_001.hdf5").unlink()  # a gap in the numbering
+    with pytest.raises(FileNotFoundError, match=r"missing: .*ground_truth_train_001\.hdf5"):
+        LoDoPaBDataset(root, "train")
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "message"),
+    [
+        pytest.param(
+            "observation_train_001.hdf5",
+            (3, 5, 9),
+            r"observation_train_001\.hdf5 holds observations of shape \(5, 9\) but "
+            r"observation_train_000\.hdf5 holds observations of shape \(5, 7\)",
+            id="observations",
+        ),
+        pytest.param(
+            "ground_truth_train_001.hdf5",
+            (3, 8, 6),
+            r"ground_truth_train_001\.hdf5 holds images of shape \(8, 6\)",
+            id="images",
+        ),
+        pytest.param(
+            "observation_train_000.hdf5", (3, 35), r"expected a stack of 2D slices", id="2d-data"
+        ),
+    ],
+)
+def test_lodopab_checks_shapes_across_files(tmp_path, name, shape, message):
+    """Issue 31, item 8: files of different sample shapes were accepted."""
+    root = tmp_path / "lodopab"
+    write_lodopab(root, counts=(3, 3))
+    with h5py.File(root / name, "w") as f:
+        f.create_dataset("data", data=np.zeros(shape, np.float32))
+    with pytest.raises(ValueError, match=message):
+        LoDoPaBDataset(root, "train")
+
+
 # ------------------------------------------------------------------------------ image folders
 def write_dicom(path, pixels: np.ndarray, *, slope: float, intercept: float) -> None:
     """A minimal CT image DICOM file (16-bit signed, uncompressed)."""
@@ -508,3 +552,23 @@ def test_image_folder_errors(tmp_path, image_folder, ray):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(rgb / "colour.png")
     with pytest.raises(ValueError, match=r"colour\.png: expected a 2D grayscale slice"):
         ImageFolderDataset(rgb)[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        pytest.param("a.dcm", lambda p: p.write_bytes(b"DICM but not really"), id="dicom-garbage"),
+        pytest.param(
+            "a.dcm", lambda p: p.write_bytes(p.read_bytes()[:-40]), id="dicom-truncated-pixels"
+        ),
+        pytest.param("b.png", lambda p: p.write_bytes(p.read_bytes()[:30]), id="png-truncated"),
+    ],
+)
+def test_a_broken_image_file_is_named(image_folder, name, damage):
+    """Issue 31, item 12: a broken DICOM raised a pydicom error that did not name the file."""
+    folder, _ = image_folder
+    damage(folder / name)
+    data = ImageFolderDataset(folder)
+    index = [p.name for p in data.files].index(name)
+    with pytest.raises(ValueError, match=rf"{name.replace('.', chr(92) + '.')} is not a readable"):
+        data[index]

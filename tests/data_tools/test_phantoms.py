@@ -408,10 +408,12 @@ def test_vessels_are_thin_branching_tubes():
 
 
 def test_vessel_radii_follow_murrays_law():
-    from data_tools.phantoms import _walk_tree
+    from data_tools.phantoms import vessel_tree
 
     g = torch.Generator().manual_seed(0)
-    branches = _walk_tree(128, 128, 3.0, 0.5, 0.05, 4, g)
+    branches = vessel_tree(
+        128, 128, root_radius=3.0, min_radius=0.5, branch_probability=0.05, margin=4, generator=g
+    )
     assert 4 < len(branches) <= 32  # at most 32 branches per tree
     radii = torch.cat([r for _, r in branches])
     assert radii.min().item() >= 0.5 and radii.max().item() <= 3.0

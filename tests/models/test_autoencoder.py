@@ -1,18 +1,17 @@
 """Tests of models.autoencoder: shapes at every size, the ELBO's terms against closed forms and
-torch.distributions, the VAE's sampling, a short training run that lowers the loss, errors."""
+torch.distributions, the VAE's sampling, errors (the training tasks:
+tests/recon/training/tasks/test_autoencoder.py)."""
 
 from __future__ import annotations
 
 import doctest
 import math
-from functools import partial
 
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
 import models.autoencoder
-from data_tools.phantoms import random_ellipses
 from models import (
     Autoencoder,
     ConvDecoder,
@@ -23,8 +22,6 @@ from models import (
     kl_standard_normal,
 )
 from models.autoencoder import gaussian_log_likelihood
-from recon.generative import autoencoder_objective, autoencoder_predict, vae_objective
-from recon.training import Trainer
 
 
 @pytest.mark.parametrize("size", [8, 16, 64, 128])
@@ -113,71 +110,6 @@ def test_elbo_terms_match_their_closed_forms():
         gaussian_elbo(x, x, zero, zero, noise_std=s),
         torch.full((3,), -8 * math.log(2 * math.pi * s**2), dtype=torch.float64),
     )
-
-
-def test_vae_objective_is_the_negative_elbo_per_pixel_up_to_its_constant():
-    torch.manual_seed(0)
-    vae = VariationalAutoencoder(image_size=16, latent_dim=4, channels=4).eval()  # z = mean
-    x = torch.rand(3, 1, 16, 16)
-    s, beta, n = 0.2, 0.7, 256
-    out = vae(x)
-    elbo = gaussian_elbo(x, out.reconstruction, out.mean, out.logvar, noise_std=s, beta=beta)
-    constant = 0.5 * n * math.log(2 * math.pi * s**2)
-    expected = -(elbo + constant).mean() / n
-    loss = vae_objective(noise_std=s, beta=beta)(vae, (x, None))
-    torch.testing.assert_close(loss, expected)
-
-
-def test_objectives_refuse_the_wrong_model():
-    ae = Autoencoder(image_size=8, latent_dim=2, channels=2)
-    vae = VariationalAutoencoder(image_size=8, latent_dim=2, channels=2)
-    x = torch.rand(2, 1, 8, 8)
-    with pytest.raises(ValueError, match="vae_objective"):
-        autoencoder_objective()(vae, x)
-    with pytest.raises(ValueError, match="VAEOutput"):
-        vae_objective()(ae, x)
-    with pytest.raises(ValueError, match="batch of images"):
-        autoencoder_objective()(ae, "x")
-
-
-@pytest.mark.parametrize(
-    ("kind", "objective"),
-    [("ae", autoencoder_objective()), ("vae", vae_objective(noise_std=0.1))],
-    ids=["ae", "vae"],
-)
-def test_a_few_dozen_training_steps_lower_the_reconstruction_error(tmp_path, kind, objective):
-    images = random_ellipses(16, n=64, seed=0)[:, None]
-    data = torch.utils.data.TensorDataset(images)
-    torch.manual_seed(0)
-    cls = Autoencoder if kind == "ae" else VariationalAutoencoder
-    model = cls(image_size=16, latent_dim=16, channels=8)
-    predict = autoencoder_predict()
-
-    def error() -> float:
-        model.eval()
-        with torch.no_grad():
-            estimate, truth = predict(model, (images,))
-        return float((estimate - truth).square().mean())
-
-    before = error()
-    trainer = Trainer(
-        model,
-        train_data=data,
-        val_data=data,
-        objective=objective,
-        predict=predict,
-        out_dir=tmp_path,
-        max_steps=40,
-        batch_size=16,
-        optimizer=partial(torch.optim.AdamW, lr=3e-3),
-        val_indices=range(4),
-        progress=False,
-    )
-    result = trainer.fit()
-    after = error()
-    assert result["step"] == 40 and math.isfinite(result["last_loss"])
-    assert after < 0.7 * before, (before, after)
-    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
 def test_invalid_sizes_and_inputs_raise():

@@ -151,15 +151,15 @@ def test_linear_path_starts_at_zero_and_fits_a_filter_exactly():
 
 
 def test_unshuffle_blocks_are_pixel_unshuffle_and_invert_exactly():
-    from models.dilated import _from_blocks, _to_blocks
+    from models.dilated import from_blocks, to_blocks
 
     x = torch.randn(2, 3, 8, 12)
-    torch.testing.assert_close(_to_blocks(x, (2, 2)), torch.nn.functional.pixel_unshuffle(x, 2))
-    assert _to_blocks(x, (2, 3)).shape == (2, 18, 4, 4)
-    assert torch.equal(_from_blocks(_to_blocks(x, (2, 3)), (2, 3)), x)
+    torch.testing.assert_close(to_blocks(x, (2, 2)), torch.nn.functional.pixel_unshuffle(x, 2))
+    assert to_blocks(x, (2, 3)).shape == (2, 18, 4, 4)
+    assert torch.equal(from_blocks(to_blocks(x, (2, 3)), (2, 3)), x)
     v = torch.randn(1, 2, 4, 6, 8)
-    assert torch.equal(_from_blocks(_to_blocks(v, (2, 3, 4)), (2, 3, 4)), v)
-    assert _to_blocks(x, (1, 1)) is x
+    assert torch.equal(from_blocks(to_blocks(v, (2, 3, 4)), (2, 3, 4)), v)
+    assert to_blocks(x, (1, 1)) is x
 
 
 @pytest.mark.parametrize("ndim", [2, 3])

@@ -2,7 +2,7 @@
 
 ASTRA's CUDA forward projector (ray-driven, texture interpolation) and back projector
 (voxel-driven) are matched only up to interpolation error, so the dot-test tolerance here is
-looser than for the CPU backends; the exact figures are reported by ``operators.gpu_check``.
+looser than for the CPU backends; the exact figures are reported by ``benchmarks.gpu_check``.
 """
 
 from __future__ import annotations

@@ -1,17 +1,28 @@
-"""The system-matrix cache: reuse, corrupt files, concurrent writers, the cache-dir override."""
+"""The system-matrix cache: reuse, corrupt or altered files, concurrent writers, read-only and
+unwritable folders, the cache-dir override."""
 
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+import torch
 
-from operators import Parallel2D
-from operators.ct import matrix_backend
-from operators.ct.matrix_backend import cache_dir, cache_key, load_or_build
+from operators import Parallel2D, RayTransform
+from operators.ct.matrix_backend import (
+    cache_dir,
+    cache_key,
+    check_against_astra,
+    load_matrix,
+    load_or_build,
+    save_matrix,
+)
 
 GEOM = Parallel2D((20, 20), n_angles=9)
 
@@ -59,7 +70,7 @@ def test_corrupt_file_is_rebuilt(tmp_path, damage, caplog):
     assert "rebuilding" in caplog.text
     assert (good != rebuilt).nnz == 0
     # and the file on disk is valid again
-    again = matrix_backend._load(path, good.shape, cache_key(GEOM))
+    again = load_matrix(path, key=cache_key(GEOM), shape=good.shape)
     assert (good != again).nnz == 0
 
 
@@ -105,6 +116,172 @@ def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        matrix_backend._save_atomic(path, m, {"key": "x"})
+        save_matrix(path, m, meta={"key": "x"})
     assert path.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+# ------------------------------------------------------------------------------ altered files
+def _rewrite(path: Path, *, scale: float, keep_checksum: bool) -> None:
+    """Multiply the stored values by ``scale``; keep the old checksum or write a matching one."""
+    with np.load(path) as f:
+        arrays = {name: f[name] for name in f.files}
+    arrays["data"] = (arrays["data"] * scale).astype(np.float32)
+    if keep_checksum:
+        np.savez(path, **arrays)
+        return
+    meta = json_meta(arrays)
+    shape = tuple(int(n) for n in arrays["shape"])
+    matrix = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+    path.unlink()
+    save_matrix(path, matrix, meta=meta)
+
+
+def json_meta(arrays: dict) -> dict:
+    import json
+
+    return json.loads(arrays["meta"].tobytes().decode())
+
+
+@pytest.mark.parametrize("keep_checksum", [True, False], ids=["stale-checksum", "new-checksum"])
+def test_an_altered_matrix_is_refused_and_rebuilt(tmp_path, caplog, keep_checksum):
+    """Issue 31, item 11: a valid .npz with values x1.5 under the right key was used."""
+    good = load_or_build(GEOM, directory=tmp_path)
+    (path,) = _entries(tmp_path)
+    _rewrite(path, scale=1.5, keep_checksum=keep_checksum)
+    with caplog.at_level("WARNING"):
+        rebuilt = load_or_build(GEOM, directory=tmp_path)
+    assert path.name in caplog.text and "rebuilding" in caplog.text
+    reason = "does not match its checksum" if keep_checksum else "disagrees with ASTRA"
+    assert reason in caplog.text
+    assert (good != rebuilt).nnz == 0
+    assert (load_matrix(path, key=cache_key(GEOM), shape=good.shape) != good).nnz == 0
+
+
+def test_a_file_without_checksum_is_refused(tmp_path):
+    good = load_or_build(GEOM, directory=tmp_path)
+    (path,) = _entries(tmp_path)
+    with np.load(path) as f:
+        arrays = {name: f[name] for name in f.files if name != "sha256"}
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="has no checksum"):
+        load_matrix(path, key=cache_key(GEOM), shape=good.shape)
+
+
+def test_spot_check_catches_one_altered_row_and_passes_the_true_matrix():
+    good = load_or_build(GEOM)
+    check_against_astra(good, GEOM)
+    altered = good.tolil()
+    row = good.shape[0] // 2
+    altered[row] = altered[row] * 1.5
+    with pytest.raises(ValueError, match="disagrees with ASTRA's projector"):
+        check_against_astra(altered.tocsr(), GEOM)
+    with pytest.raises(ValueError, match="disagrees"):  # a matrix of another geometry
+        other = Parallel2D((20, 20), n_angles=9, n_detectors=GEOM.n_detectors, detector_spacing=1.1)
+        check_against_astra(good, other)
+    with pytest.raises(ValueError, match=r"has shape \(261, 400\), not the \(203, 400\)"):
+        check_against_astra(good, Parallel2D((20, 20), n_angles=7))
+
+
+# ------------------------------------------------------------------------------ unwritable caches
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: writes under ``folder`` fail with EROFS, as on a read-only mount
+    (chmod does not stop root, who runs these tests in containers)."""
+    folders: list[Path] = []
+    real = {name: getattr(os, name) for name in ("open", "mkdir", "replace", "unlink", "rename")}
+
+    def inside(path) -> bool:
+        p = Path(os.fsdecode(path)).absolute()
+        return any(p == f or f in p.parents for f in folders)
+
+    def refuse(path):
+        raise OSError(errno.EROFS, "Read-only file system", os.fsdecode(path))
+
+    def guarded_open(path, flags, *args, **kwargs):
+        writing = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
+        if writing and inside(path):
+            refuse(path)
+        return real["open"](path, flags, *args, **kwargs)
+
+    def guarded(name, n_paths):
+        def call(*args, **kwargs):
+            if any(inside(path) for path in args[:n_paths]):
+                refuse(args[0])
+            return real[name](*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "open", guarded_open)
+    for name, n_paths in (("mkdir", 1), ("unlink", 1), ("replace", 2), ("rename", 2)):
+        monkeypatch.setattr(os, name, guarded(name, n_paths))
+    return lambda folder: folders.append(Path(folder).absolute())
+
+
+def test_a_read_only_cache_is_read_without_a_lock(tmp_path, monkeypatch, read_only):
+    """Issue 31, item 6: a read-only cache holding the matrix but no lock file was fatal."""
+    good = load_or_build(GEOM, directory=tmp_path)
+    for lock in tmp_path.glob("*.lock"):
+        lock.unlink()
+    read_only(tmp_path)
+    monkeypatch.setattr(
+        "filelock.FileLock", lambda *a, **k: pytest.fail("took a lock to read a valid matrix")
+    )
+    monkeypatch.setattr(
+        "operators.ct.astra_backend.AstraCPU2D.system_matrix",
+        lambda self: pytest.fail("rebuilt although the cache was valid"),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = load_or_build(GEOM, directory=tmp_path)
+    assert (m != good).nnz == 0
+
+
+def test_a_read_only_cache_with_an_altered_file_builds_in_memory(tmp_path, read_only):
+    good = load_or_build(GEOM, directory=tmp_path)
+    (path,) = _entries(tmp_path)
+    _rewrite(path, scale=1.5, keep_checksum=False)
+    read_only(tmp_path)
+    with pytest.warns(RuntimeWarning, match=r"cannot be written .*TOMOLEARN_CACHE_DIR"):
+        m = load_or_build(GEOM, directory=tmp_path)
+    assert (m != good).nnz == 0
+
+
+def test_an_unwritable_cache_builds_the_matrix_in_memory(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    blocked = tmp_path / "a-file" / "system_matrices"  # cannot be created, even by root
+    with pytest.warns(RuntimeWarning, match=rf"cache {blocked} cannot be written"):
+        m = load_or_build(GEOM, directory=blocked)
+    assert (m != load_or_build(GEOM, directory=tmp_path / "ok")).nnz == 0
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
+def test_a_chmod_read_only_cache_is_read_and_not_fatal(tmp_path):
+    good = load_or_build(GEOM, directory=tmp_path)
+    for lock in tmp_path.glob("*.lock"):
+        lock.unlink()
+    tmp_path.chmod(0o555)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert (load_or_build(GEOM, directory=tmp_path) != good).nnz == 0
+        other = Parallel2D((20, 20), n_angles=7)
+        with pytest.warns(RuntimeWarning, match="cannot be written"):
+            load_or_build(other, directory=tmp_path)
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_auto_backend_with_an_unwritable_cache_works_with_one_warning(tmp_path):
+    """Issue 31, item 6: ``backend="auto"`` with an unwritable cache raised."""
+    (tmp_path / "a-file").write_text("")
+    A = RayTransform(GEOM, cache_directory=str(tmp_path / "a-file" / "cache"))
+    x = torch.rand(2, *GEOM.image_shape, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(RuntimeWarning, match="cannot be written") as record:
+        y = A(x)
+        A(x)
+        A.T(y)
+    assert len([w for w in record if "cannot be written" in str(w.message)]) == 1
+    assert A.resolve_backend("cpu") == "matrix"
+    reference = RayTransform(GEOM, backend="astra")(x)
+    torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)

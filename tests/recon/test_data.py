@@ -60,8 +60,8 @@ def test_images_only_must_be_a_boolean():
 
 
 def test_few_ellipses_family_draws_a_handful_of_ellipses_per_image():
-    from data_tools.phantoms import FEW_ELLIPSES, random_ellipse_params
-    from recon.data import PHANTOMS, make_phantom
+    from data_tools.phantoms import FEW_ELLIPSES, PHANTOMS, random_ellipse_params
+    from recon.data import make_phantom
 
     counts = (random_ellipse_params(2000, generator=torch.Generator().manual_seed(0),
                                     **FEW_ELLIPSES)[..., 0] != 0).sum(1).double()  # fmt: skip
@@ -84,9 +84,27 @@ def test_few_ellipses_family_draws_a_handful_of_ellipses_per_image():
 
 
 def test_smooth_ellipses_family_renders_the_few_ellipses_as_bumps():
-    from recon.data import PHANTOMS
+    from data_tools.phantoms import PHANTOMS
 
     flat = PHANTOMS["few_ellipses"](torch.Generator().manual_seed(5))((32, 32))
     smooth = PHANTOMS["smooth_ellipses"](torch.Generator().manual_seed(5))((32, 32))
     assert torch.equal(smooth > 0, flat > 0) or bool(((smooth > 0) <= (flat > 0)).all())
     assert float(smooth.max()) == 1.0 and float((smooth - flat).abs().max()) > 0.1
+
+
+def test_a_phantom_registered_in_data_tools_is_named_by_a_config():
+    from data_tools.phantoms import PHANTOMS, ellipses_image, register_phantom
+
+    def square(generator):
+        return lambda shape: ellipses_image([[1.0, 0.5, 0.5, 0.0, 0.0, 0.0]], shape)
+
+    register_phantom("test_square", square)
+    try:
+        data = _ct_config()
+        data.splits.train.phantom = "test_square"
+        x, y = build_split(data, "train", Parallel2D((16, 16), n_angles=4))[0]
+        assert x.shape == (1, 16, 16) and y.shape[-2] == 4 and float(x.max()) == 1.0
+    finally:
+        del PHANTOMS["test_square"]
+    with pytest.raises(ValueError, match="unknown phantom 'test_square'; known: random_ellipses"):
+        build_split(data, "train", Parallel2D((16, 16), n_angles=4))[0]

@@ -1,0 +1,1013 @@
+"""One trainer for every learned part: seeded, resumable, logged, distributed.
+
+:class:`Trainer` runs ``max_steps`` steps of a *task* (:mod:`recon.training.tasks`: its
+``loss(model, batch, step=)`` and, for validation, ``predict(model, batch) -> (estimate, truth)``)
+over a map-style dataset, and validates with PSNR and SSIM of :mod:`data_tools.metrics` (data range
+= the truth's max − min per image). The reconstructors of :mod:`recon` follow ``forward(y, op) ->
+x``, so most of them train with :class:`~recon.training.tasks.SupervisedTask`; other learned parts
+(denoisers, learned operators, regularisers, generators) bring their own task. A task with several
+optimiser groups (the adversarial one: critic and generator) takes one optimiser step per
+``(group, loss)`` it yields. Plain callables ``objective=`` and ``predict=`` work too.
+
+Outputs under ``out_dir``, written by rank 0 only:
+
+- ``run.json``: the run's configuration (trainer settings, model class, dataset sizes, ``hparams``).
+- ``checkpoints/step_{N:08d}.pt``: every ``ckpt_every`` steps and at the end; the newest
+  ``keep_last`` are kept. ``last.pt`` is the newest, ``best.pt`` the one with the best validation
+  PSNR. Every file is written atomically (temporary file in the same folder, ``fsync``,
+  ``os.replace``), so a run killed at any instant leaves only complete checkpoints.
+- ``tb/``: TensorBoard scalars ``train/loss``, ``train/grad_norm``, ``lr``, ``val/psnr``,
+  ``val/ssim``, the image grid ``val/images`` (rows ``[truth | reconstruction | |error|]``, one
+  fixed window per logged image set: the truth's min and max), the task's own image grids
+  (``task.images(model)``, e.g. a generator's samples) and, at the end, ``add_hparams``.
+
+Reproducibility: the global torch/numpy/python RNGs are seeded with ``seed`` when a run starts, and
+the data order comes from a :class:`torch.Generator` owned by the trainer that draws one permutation
+per epoch. A checkpoint holds the model, optimiser, scheduler, gradient scaler, step, epoch, the
+position in the epoch, the generator state at the start of the epoch and every rank's RNG states,
+so ``fit(resume=True)`` continues a killed run with exactly the losses of an uninterrupted one.
+
+Example
+-------
+>>> import tempfile, torch
+>>> from torch import nn
+>>> class Pairs(torch.utils.data.Dataset):
+...     def __len__(self):
+...         return 8
+...     def __getitem__(self, i):
+...         x = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(i))
+...         return x, 2 * x
+>>> class Halve(nn.Module):  # a "reconstructor": forward(y, op) -> x
+...     def __init__(self):
+...         super().__init__()
+...         self.conv = nn.Conv2d(1, 1, 3, padding=1)
+...     def forward(self, y, op):
+...         return self.conv(y)
+>>> _ = torch.manual_seed(0)
+>>> trainer = Trainer(
+...     Halve(), train_data=Pairs(), val_data=Pairs(), task=SupervisedTask(op=None),
+...     out_dir=tempfile.mkdtemp(), max_steps=20, batch_size=4, progress=False)
+>>> result = trainer.fit()
+>>> result["step"], sorted(result["last_val"])
+(20, ['psnr', 'ssim', 'step'])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from data_tools.metrics import psnr
+from recon.checkpoints import (
+    atomic_copy,
+    atomic_save,
+    atomic_write_text,
+    load_weights_file,
+    rng_state,
+    set_rng_state,
+)
+from recon.checks import check_int
+from recon.training.images import image_grid, mean_ssim
+from recon.training.precision import amp_dtype
+from recon.training.sampler import SeededBatchSampler
+from recon.training.tasks.base import FunctionTask, Objective, Predict, Task, as_task
+
+__all__ = ["CHECKPOINT_FORMAT_VERSION", "SCHEDULERS", "Trainer", "read_training_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+#: Bumped when the layout of a checkpoint changes.
+CHECKPOINT_FORMAT_VERSION = 1
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+SCHEDULERS = ("cosine", "constant")
+#: Settings that fix the data order; a resumed run must keep them.
+_RESUME_INVARIANTS = ("seed", "batch_size", "world_size", "train_size")
+_STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
+_MAX_VAL_IMAGES = 64
+
+
+# --------------------------------------------------------------------------- the trainer
+class Trainer:
+    """Train one model on one task: seeded, resumable, validated, logged, distributed.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model to train; moved to ``device`` (and wrapped in
+        :class:`~torch.nn.parallel.DistributedDataParallel` when torch.distributed is initialised).
+        Build it after seeding torch if its initialisation must be reproducible.
+    train_data : torch.utils.data.Dataset
+        Map-style training set; the default collation stacks its samples (e.g. ``(x, y)`` pairs).
+    val_data : torch.utils.data.Dataset or None
+        Validation set, or ``None`` for no validation (then no ``best.pt`` is written).
+    task : recon.training.tasks.Task, optional
+        What is learned and how: ``task.loss(model, batch, step=step)`` (``step`` counts from 1,
+        so schedules over training stay reproducible on resume), ``task.predict(model, batch) ->
+        (estimate, truth)`` of shapes ``(B, C, *image)`` for validation (evaluated under
+        ``torch.no_grad()`` in eval mode; needed with ``val_data``), and optionally several
+        optimiser groups (:meth:`~recon.training.tasks.Task.updates`). ``batch`` is a tuple of
+        tensors on ``device``. Under torch.distributed, ``model`` is the DDP wrapper.
+    objective, predict : callable, optional
+        Instead of ``task``: ``objective(model, batch[, step=]) -> scalar tensor`` and
+        ``predict(model, batch)`` (a :class:`~recon.training.tasks.FunctionTask`).
+    out_dir : str or Path
+        Where ``run.json``, ``checkpoints/`` and ``tb/`` go (the same for every rank).
+    max_steps : int
+        Number of optimiser steps (at least 1).
+    batch_size : int
+        Samples per step and process (under torch.distributed, each rank takes ``batch_size``).
+    optimizer : callable or dict of callables
+        ``optimizer(parameters) -> torch.optim.Optimizer``; AdamW with ``lr=1e-3`` by default. A
+        task with several parameter groups takes one factory per group (a dict with the task's
+        group names), or one factory for all of them.
+    scheduler : {"cosine", "constant"}
+        Learning-rate factor after the warm-up: cosine decay to 0 at ``max_steps``, or 1.
+    warmup_steps : int
+        Linear warm-up: step ``k`` (from 1) of the first ``warmup_steps`` uses ``lr · k /
+        warmup_steps``. Must be smaller than ``max_steps``.
+    grad_clip : float or None
+        Clip the global gradient norm to this value (``clip_grad_norm_``); ``None`` for no clipping.
+    amp : bool or {"auto", "float16", "bfloat16"}
+        Mixed precision: the objective and validation run under :func:`torch.autocast`.
+        ``True`` picks the device's usual type: float16 with a gradient scaler on CUDA,
+        bfloat16 on CPU (no scaler needed: it has float32's range). ``"auto"`` does the same
+        where the hardware computes in that type natively (CUDA; CPUs with
+        :func:`cpu_has_native_bfloat16`) and stays in float32 elsewhere. Convolutions then run in
+        low precision; linear operators stay in float32 (see
+        :meth:`operators.LinearOperator.forward`). float16 needs a CUDA device. On a CPU with
+        bfloat16 instructions (AVX512-BF16, AMX), a learned primal-dual step at 128² runs about
+        1.4× faster (2× with ``channels_last`` networks; ``python -m benchmarks.train_throughput``).
+    ckpt_every, val_every : int
+        Checkpoint / validate every so many steps; both also happen after the last step.
+    keep_last : int
+        Number of step checkpoints kept (``best.pt`` and ``last.pt`` come on top).
+    val_indices : sequence of int or None
+        Fixed validation indices; default the first ``min(64, len(val_data))``.
+    log_images : int
+        Number of validation images (the first of ``val_indices``) in the ``val/images`` grid.
+    seed : int
+        Seed of the global RNGs at the start of a run and of the data order.
+    device : str or torch.device
+        Where the model and the batches go.
+    num_workers : int
+        DataLoader worker processes.
+    progress : bool
+        Show a tqdm progress bar (rank 0 only) with the loss and the last validation PSNR.
+    hparams : dict or None
+        JSON-like hyperparameters of the run, stored in ``run.json`` and the checkpoints and
+        logged with ``add_hparams``.
+    overwrite : bool
+        Let a fresh run (``fit(resume=False)``) delete the checkpoints and logs of a previous run in
+        ``out_dir``; without it, such an ``out_dir`` is refused.
+
+    Raises
+    ------
+    ValueError
+        For invalid arguments (the message names the argument and the value).
+    TypeError
+        If ``optimizer`` does not return a :class:`torch.optim.Optimizer`.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from torch import nn
+    >>> data = torch.utils.data.TensorDataset(torch.rand(16, 1, 8, 8))
+    >>> def objective(model, batch):  # a denoiser: any objective works
+    ...     (x,) = batch
+    ...     return (model(x + 0.1 * torch.randn_like(x)) - x).square().mean()
+    >>> _ = torch.manual_seed(0)
+    >>> trainer = Trainer(nn.Conv2d(1, 1, 3, padding=1), train_data=data, val_data=None,
+    ...                   objective=objective, predict=None, out_dir=tempfile.mkdtemp(),
+    ...                   max_steps=10, batch_size=4, progress=False)
+    >>> result = trainer.fit()
+    >>> result["step"], result["best_psnr"]
+    (10, None)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        train_data: Dataset,
+        val_data: Dataset | None,
+        task: Task | None = None,
+        objective: Objective | None = None,
+        predict: Predict | None = None,
+        out_dir: str | os.PathLike[str],
+        max_steps: int,
+        batch_size: int = 8,
+        optimizer: OptimizerFactory | Mapping[str, OptimizerFactory] = partial(  # noqa: B008
+            torch.optim.AdamW, lr=1e-3
+        ),
+        scheduler: str = "cosine",
+        warmup_steps: int = 0,
+        grad_clip: float | None = 1.0,
+        amp: bool | str = False,
+        ckpt_every: int = 500,
+        val_every: int = 500,
+        keep_last: int = 3,
+        val_indices: Sequence[int] | None = None,
+        log_images: int = 4,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        num_workers: int = 0,
+        progress: bool = True,
+        hparams: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if task is None:
+            if objective is None:
+                raise ValueError(
+                    "give a task (recon.training.tasks) or objective(model, batch) -> loss"
+                )
+            task = FunctionTask(objective, predict)
+            if predict is not None and val_data is None:
+                raise ValueError("predict is given but val_data is None; give both or neither")
+        elif objective is not None or predict is not None:
+            raise ValueError("give either task or objective/predict, not both")
+        self.task = as_task(task)
+        if val_data is not None and not self.task.validates:
+            raise ValueError(
+                "val_data needs predict(model, batch) -> (estimate, truth); "
+                f"{type(self.task).__name__} has none"
+            )
+        self.max_steps = check_int("max_steps", max_steps, minimum=1)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        if self.warmup_steps >= self.max_steps:
+            raise ValueError(
+                f"warmup_steps ({warmup_steps}) must be smaller than max_steps ({max_steps})"
+            )
+        self.ckpt_every = check_int("ckpt_every", ckpt_every, minimum=1)
+        self.val_every = check_int("val_every", val_every, minimum=1)
+        self.keep_last = check_int("keep_last", keep_last, minimum=1)
+        self.log_images = check_int("log_images", log_images, minimum=0)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.num_workers = check_int("num_workers", num_workers, minimum=0)
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        self.scheduler_kind = scheduler
+        if grad_clip is not None:
+            if isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float)):
+                raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}")
+            if not (math.isfinite(grad_clip) and grad_clip > 0):
+                raise ValueError(f"grad_clip must be positive and finite, got {grad_clip!r}")
+            grad_clip = float(grad_clip)
+        self.grad_clip = grad_clip
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device {device!r} is not a torch device") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested, but CUDA is not available")
+        self.amp_dtype = amp_dtype(amp, self.device)
+        self.progress = bool(progress)
+        self.overwrite = bool(overwrite)
+        if hparams is not None and not isinstance(hparams, dict):
+            raise ValueError(f"hparams must be a dict or None, got {type(hparams).__name__}")
+        self.hparams = _jsonable(dict(hparams or {}))
+
+        self.train_data = train_data
+        self.train_size = _dataset_length(train_data, "train_data")
+        self.val_data = val_data
+        if val_data is not None:
+            val_size = _dataset_length(val_data, "val_data")
+            if val_indices is None:
+                val_indices = range(min(_MAX_VAL_IMAGES, val_size))
+            indices = []
+            for index in val_indices:
+                if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                    raise ValueError(f"val_indices must hold ints, got {index!r}")
+                if not 0 <= index < val_size:
+                    raise ValueError(
+                        f"val_indices holds {index}, outside [0, {val_size}) for val_data"
+                    )
+                indices.append(int(index))
+            if not indices:
+                raise ValueError("val_indices is empty")
+            self.val_indices: list[int] = indices
+        elif val_indices is not None:
+            raise ValueError("val_indices is given but val_data is None")
+        else:
+            self.val_indices = []
+        self.out_dir = Path(out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        self.module = model.to(self.device)
+        if not any(p.requires_grad for p in self.module.parameters()):
+            raise ValueError("model has no trainable parameters")
+        groups = self.task.parameter_groups(self.module)
+        if self.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model: nn.Module = nn.parallel.DistributedDataParallel(
+                self.module, device_ids=device_ids, find_unused_parameters=len(groups) > 1
+            )
+        else:
+            self.model = self.module
+        self.group_parameters = {name: list(params) for name, params in groups.items()}
+        self.optimizers = self._make_optimizers(optimizer)
+
+        def lr_factor(count: int) -> float:  # a plain function: LambdaLR does not pickle it
+            return self._lr_factor(count)
+
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+            for name, opt in self.optimizers.items()
+        }
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        self.sampler = SeededBatchSampler(
+            self.train_size,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        self._loader_generator = torch.Generator()
+        self.loader = DataLoader(
+            train_data,
+            batch_sampler=self.sampler,
+            num_workers=self.num_workers,
+            generator=self._loader_generator,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.config = self._make_config(optimizer)
+        self._last_ckpt: Path | None = None
+
+    def _make_optimizers(self, optimizer: Any) -> dict[str, torch.optim.Optimizer]:
+        """One optimiser per parameter group of the task, from one factory or one per group."""
+        names = list(self.group_parameters)
+        if isinstance(optimizer, Mapping):
+            if sorted(optimizer) != sorted(names):
+                raise ValueError(
+                    f"optimizer gives factories for {sorted(optimizer)}, but the task "
+                    f"{type(self.task).__name__} has parameter groups {names}"
+                )
+            factories = dict(optimizer)
+        elif callable(optimizer):
+            factories = dict.fromkeys(names, optimizer)
+        else:
+            raise ValueError(
+                f"optimizer must be callable or a dict of callables, got {optimizer!r}"
+            )
+        optimizers = {}
+        for name in names:
+            made = factories[name](self.group_parameters[name])
+            if not isinstance(made, torch.optim.Optimizer):
+                raise TypeError(
+                    "optimizer(parameters) must return a torch.optim.Optimizer, got "
+                    f"{type(made).__name__}"
+                )
+            optimizers[name] = made
+        return optimizers
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser of a single-group task."""
+        return self._only(self.optimizers, "optimizer")
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        """The learning-rate scheduler of a single-group task."""
+        return self._only(self.schedulers, "scheduler")
+
+    def _only(self, by_group: dict[str, Any], what: str) -> Any:
+        if len(by_group) != 1:
+            raise AttributeError(
+                f"the task has parameter groups {list(by_group)}: use trainer.{what}s[group]"
+            )
+        return next(iter(by_group.values()))
+
+    # ------------------------------------------------------------------ public
+    def fit(self, *, resume: bool = False) -> dict[str, Any]:
+        """Train to ``max_steps``, from scratch or from the newest checkpoint in ``out_dir``.
+
+        Parameters
+        ----------
+        resume : bool
+            Continue from ``checkpoints/last.pt`` (or, if it is unreadable, the newest readable
+            ``step_*.pt``), restoring the model, optimiser, scheduler, data order and RNG states.
+            Without any checkpoint, a fresh run starts (and a message says so). Settings that
+            fix the data order (seed, batch size, number of processes, training-set size) must
+            match the checkpoint's; other changes (e.g. a larger ``max_steps``) are logged.
+
+        Returns
+        -------
+        dict
+            ``step`` (steps done), ``best_psnr`` (best validation PSNR, ``None`` without
+            validation), ``last_val`` (``{"psnr", "ssim", "step"}`` of the last validation, empty
+            without), ``last_loss`` (loss of the last step of this call, ``None`` if it made no
+            step) and ``wall_time`` (seconds of this call).
+
+        Raises
+        ------
+        FileExistsError
+            If ``resume`` is false and ``out_dir`` holds a run, unless ``overwrite``.
+        FloatingPointError
+            If the loss or the gradient norm is NaN or infinite; the message names the step and
+            the last good checkpoint, which is left intact.
+        RuntimeError
+            If ``resume`` finds checkpoints but none is readable, or they belong to a run with
+            another data order.
+
+        Example
+        -------
+        >>> import tempfile, torch
+        >>> data = torch.utils.data.TensorDataset(torch.rand(8, 3))
+        >>> def objective(model, batch):
+        ...     return model(batch[0]).square().mean()
+        >>> out = tempfile.mkdtemp()
+        >>> def make(max_steps):
+        ...     return Trainer(torch.nn.Linear(3, 1), train_data=data, val_data=None,
+        ...                    objective=objective, predict=None, out_dir=out,
+        ...                    max_steps=max_steps, batch_size=4, ckpt_every=5, progress=False)
+        >>> make(5).fit()["step"]
+        5
+        >>> make(8).fit(resume=True)["step"]  # continues from step 5
+        8
+        """
+        started = time.perf_counter()
+        state = self._prepare_run(resume)
+        if state is None:
+            step, epoch, position = 0, 0, 0
+            best_psnr: float | None = None
+            last_val: dict[str, float] = {}
+            self._seed_everything()
+            self.sampler.generator.manual_seed(self.seed)
+            self._last_ckpt = None
+        else:
+            step, epoch, position = state["step"], state["epoch"], state["position"]
+            best_psnr, last_val = state["best_psnr"], dict(state["last_val"])
+            self._restore(state)
+        last_loss: float | None = None
+        if step >= self.max_steps:
+            logger.info("the run in %s is complete at step %d", self.out_dir, step)
+            return self._result(step, best_psnr, last_val, last_loss, started)
+
+        # events past the checkpoint (from a killed run) are dropped by TensorBoard
+        writer = self._open_writer(purge_step=step + 1)
+        bar = tqdm(
+            total=self.max_steps,
+            initial=step,
+            desc="train",
+            disable=not (self.progress and self.rank == 0),
+            dynamic_ncols=True,
+        )
+        try:
+            self.model.train()
+            while step < self.max_steps:
+                self.sampler.new_epoch(start=position)
+                self._loader_generator.manual_seed(self._epoch_seed(epoch))
+                for batch in self.loader:
+                    lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+                    updates = self._train_step(batch, step + 1)
+                    step, position = step + 1, position + 1
+                    loss = last_loss = next(reversed(updates.values()))[0]
+                    if writer is not None:
+                        self._log_step(writer, updates, step)
+                        writer.add_scalar("lr", lr, step)
+                    done = step >= self.max_steps
+                    new_best = False
+                    if self.val_indices and (step % self.val_every == 0 or done):
+                        if self.rank == 0:
+                            last_val = self._validate(step, writer)
+                            if best_psnr is None or last_val["psnr"] > best_psnr:
+                                best_psnr, new_best = last_val["psnr"], True
+                            self.model.train()
+                    if writer is not None and (step % self.val_every == 0 or done):
+                        for tag, grid in self.task.images(self.module).items():
+                            writer.add_image(tag, grid, step, dataformats="HW")
+                    bar.update(1)
+                    postfix = {"loss": f"{loss:.4g}"}
+                    if last_val:
+                        postfix["val_psnr"] = f"{last_val['psnr']:.2f}"
+                    bar.set_postfix(postfix, refresh=False)
+                    if step % self.ckpt_every == 0 or done or new_best:
+                        self._checkpoint(
+                            step=step,
+                            epoch=epoch,
+                            position=position,
+                            best_psnr=best_psnr,
+                            last_val=last_val,
+                            periodic=step % self.ckpt_every == 0 or done,
+                            new_best=new_best,
+                        )
+                    if done:
+                        break
+                else:
+                    epoch, position = epoch + 1, 0
+            if writer is not None:
+                self._log_hparams(writer, step, best_psnr, last_val, last_loss)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        if self.distributed:  # rank 0 alone validates: share its results (also a barrier)
+            shared = [best_psnr, last_val]
+            dist.broadcast_object_list(shared, src=0)
+            best_psnr, last_val = shared
+        return self._result(step, best_psnr, last_val, last_loss, started)
+
+    # ------------------------------------------------------------------ steps
+    def _lr_factor(self, count: int) -> float:
+        """Learning-rate factor of the update that follows ``count`` scheduler steps."""
+        if count < self.warmup_steps:
+            return (count + 1) / self.warmup_steps
+        if self.scheduler_kind == "constant":
+            return 1.0
+        progress = (count - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    def _log_step(self, writer: Any, updates: dict[str, tuple[float, float]], step: int) -> None:
+        """``train/loss`` and ``train/grad_norm`` (per group with several), and the task's
+        scalars."""
+        for group, (loss, grad_norm) in updates.items():
+            suffix = "" if len(self.optimizers) == 1 else f"_{group}"
+            writer.add_scalar(f"train/loss{suffix}", loss, step)
+            writer.add_scalar(f"train/grad_norm{suffix}", grad_norm, step)
+        for name, value in self.task.scalars().items():
+            writer.add_scalar(f"train/{name}", value, step)
+
+    def _train_step(self, batch: Any, step: int) -> dict[str, tuple[float, float]]:
+        """One training step: every optimiser update the task yields. Returns, per group, the
+        (all-reduced) loss and the gradient norm of its last update."""
+        batch = _to_device(batch, self.device)
+        updates = self.task.updates(self.model, batch, step=step)
+        done: dict[str, tuple[float, float]] = {}
+        while True:
+            with self._autocast():
+                item = next(updates, None)
+            if item is None:
+                break
+            group, loss = item
+            done[group] = self._update(group, loss, step)
+        if not done:
+            raise ValueError(f"{type(self.task).__name__}.updates yielded no (group, loss)")
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        return done
+
+    def _update(self, group: str, loss: Any, step: int) -> tuple[float, float]:
+        """Backward ``loss`` and step the optimiser of ``group``; its loss and gradient norm."""
+        if group not in self.optimizers:
+            raise ValueError(
+                f"{type(self.task).__name__} yielded a loss for group {group!r}; its groups are "
+                f"{list(self.optimizers)}"
+            )
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(
+                "the task's loss must be a scalar tensor, got "
+                + (f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else repr(loss))
+            )
+        value = loss.detach().float().reshape(())
+        if self.distributed:
+            value = value.clone()
+            dist.all_reduce(value)
+            value /= self.world_size
+        value = float(value)
+        if not math.isfinite(value):
+            where = "" if len(self.optimizers) == 1 else f" ({group})"
+            raise FloatingPointError(f"loss{where} is {value} at step {step}; {self._last_good()}")
+        optimizer = self.optimizers[group]
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss.reshape(())).backward()
+        self.scaler.unscale_(optimizer)
+        max_norm = self.grad_clip if self.grad_clip is not None else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.group_parameters[group], max_norm))
+        if not self.scaler.is_enabled() and not math.isfinite(grad_norm):
+            raise FloatingPointError(
+                f"gradient norm is {grad_norm} at step {step}; {self._last_good()}"
+            )
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        return value, grad_norm
+
+    @property
+    def amp(self) -> bool:
+        """Whether the objective and validation run under autocast (``amp_dtype`` is set)."""
+        return self.amp_dtype is not None
+
+    def _autocast(self) -> torch.autocast:
+        """The autocast context of the objective and of validation (off without ``amp``)."""
+        dtype = self.amp_dtype or torch.bfloat16  # any type autocast accepts; it is off
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.amp)
+
+    def _last_good(self) -> str:
+        if self._last_ckpt is None:
+            return "no checkpoint has been written yet"
+        return f"the last good checkpoint is {self._last_ckpt}"
+
+    def _epoch_seed(self, epoch: int) -> int:
+        """Seed of the DataLoader's own generator (worker seeds) in ``epoch``."""
+        state = np.random.SeedSequence([self.seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+        return int(state)
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def _validate(self, step: int, writer: Any) -> dict[str, float]:
+        """Mean PSNR and SSIM over ``val_indices``; logs scalars and the image grid."""
+        self.module.eval()
+        loader = DataLoader(
+            Subset(self.val_data, self.val_indices),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        psnrs, ssims, shown = [], [], []
+        for batch in loader:
+            batch = _to_device(batch, self.device)
+            with self._autocast():
+                estimate, truth = self.task.predict(self.module, batch)
+            estimate, truth = estimate.float(), truth.float()
+            if estimate.shape != truth.shape or truth.ndim < 3:
+                raise ValueError(
+                    "predict must return (estimate, truth) of one shape (B, C, *image), got "
+                    f"{tuple(estimate.shape)} and {tuple(truth.shape)}"
+                )
+            ndim = truth.ndim - 2
+            psnrs.append(psnr(estimate, truth, ndim=ndim).flatten(1).mean(1).cpu())
+            ssims.append(mean_ssim(estimate, truth, ndim).cpu())
+            missing = self.log_images - sum(len(t) for t, _ in shown)
+            if missing > 0:
+                shown.append((truth[:missing].cpu(), estimate[:missing].cpu()))
+        result = {
+            "psnr": float(torch.cat(psnrs).double().mean()),
+            "ssim": float(torch.cat(ssims).double().mean()),
+            "step": step,
+        }
+        if writer is not None:
+            writer.add_scalar("val/psnr", result["psnr"], step)
+            writer.add_scalar("val/ssim", result["ssim"], step)
+            if shown:
+                truth = torch.cat([t for t, _ in shown])
+                estimate = torch.cat([e for _, e in shown])
+                writer.add_image("val/images", image_grid(truth, estimate), step, dataformats="HW")
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint(
+        self,
+        *,
+        step: int,
+        epoch: int,
+        position: int,
+        best_psnr: float | None,
+        last_val: dict[str, Any],
+        periodic: bool,
+        new_best: bool,
+    ) -> None:
+        """Write ``step_N.pt`` (+ ``last.pt``) and/or ``best.pt``; rotate; rank 0 does the I/O."""
+        rng = rng_state()
+        if self.distributed and periodic:  # only rank 0 knows of a new best: no collective then
+            states: list[Any] = [None] * self.world_size
+            dist.all_gather_object(states, rng)
+        else:
+            states = [rng]
+        step_path = self.ckpt_dir / f"step_{step:08d}.pt"
+        if self.rank != 0:
+            if periodic:
+                self._last_ckpt = step_path
+            return
+        state = {
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "step": step,
+            "epoch": epoch,
+            "position": position,
+            "model": self.module.state_dict(),
+            "optimizer": self._by_group({k: o.state_dict() for k, o in self.optimizers.items()}),
+            "scheduler": self._by_group({k: s.state_dict() for k, s in self.schedulers.items()}),
+            "scaler": self.scaler.state_dict(),
+            "sampler_generator": self.sampler.epoch_state.clone(),
+            "rng": states,
+            "best_psnr": best_psnr,
+            "last_val": dict(last_val),
+            "config": self.config,
+            "hparams": self.hparams,
+        }
+        # independent files, never hard links: replacing one must not change another
+        if periodic:
+            atomic_save(state, step_path)
+            self._last_ckpt = step_path
+            atomic_copy(step_path, self.ckpt_dir / "last.pt")
+            if new_best:
+                atomic_copy(step_path, self.ckpt_dir / "best.pt")
+            self._rotate()
+        elif new_best:
+            atomic_save(state, self.ckpt_dir / "best.pt")
+
+    def _by_group(self, states: dict[str, Any]) -> Any:
+        """A single group's state as it is (the layout of one-optimiser checkpoints), several
+        groups' states as a dict by group."""
+        return next(iter(states.values())) if len(states) == 1 else states
+
+    def _rotate(self) -> None:
+        steps = sorted(p for p in self.ckpt_dir.iterdir() if _STEP_FILE.match(p.name))
+        for old in steps[: -self.keep_last]:
+            old.unlink(missing_ok=True)
+
+    def _prepare_run(self, resume: bool) -> dict[str, Any] | None:
+        """Check ``out_dir`` and load the checkpoint to resume from (all ranks agree)."""
+        outcome: dict[str, Any] = {"error": None, "path": None}
+        failure: Exception | None = None
+        if self.rank == 0:
+            try:
+                outcome["path"] = self._prepare_out_dir(resume)
+            except Exception as error:  # noqa: BLE001 - re-raised below, after telling the others
+                failure, outcome["error"] = error, f"{type(error).__name__}: {error}"
+        if self.distributed:
+            shared = [outcome]
+            dist.broadcast_object_list(shared, src=0)
+            outcome = shared[0]
+        if failure is not None:
+            raise failure
+        if outcome["error"] is not None:
+            raise RuntimeError(f"rank 0 could not prepare {self.out_dir}: {outcome['error']}")
+        if outcome["path"] is None:
+            return None
+        path = Path(outcome["path"])
+        state = read_training_checkpoint(path)
+        if state is None:
+            raise RuntimeError(f"checkpoint {path} became unreadable while resuming")
+        logger.info("resuming from %s at step %d", path, state["step"])
+        self._last_ckpt = path.parent / f"step_{state['step']:08d}.pt"
+        return state
+
+    def _prepare_out_dir(self, resume: bool) -> str | None:
+        """Rank 0: refuse or clear an old run, write ``run.json``; the checkpoint to resume."""
+        previous = _read_json(self.out_dir / "run.json")
+        has_checkpoints = self.ckpt_dir.is_dir() and any(self.ckpt_dir.glob("*.pt"))
+        found: tuple[Path, dict[str, Any]] | None = None
+        if resume:
+            found = self._find_checkpoint() if has_checkpoints else None
+            if found is None:
+                logger.warning(
+                    "resume=True, but %s holds no checkpoint: starting afresh", self.ckpt_dir
+                )
+        elif previous is not None or has_checkpoints:
+            if not self.overwrite:
+                what = _describe_differences(previous, self.config) if previous else ""
+                raise FileExistsError(
+                    f"{self.out_dir} already holds a run{what}; pass resume=True to continue it, "
+                    "overwrite=True to replace it, or choose another out_dir"
+                )
+            logger.warning("overwrite=True: deleting the previous run in %s", self.out_dir)
+            shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+            shutil.rmtree(self.out_dir / "tb", ignore_errors=True)
+        if found is not None:
+            path, state = found
+            old = state["config"]
+            changed = [k for k in _RESUME_INVARIANTS if old.get(k) != self.config.get(k)]
+            if changed:
+                detail = ", ".join(
+                    f"{k}: {old.get(k)!r} -> {self.config.get(k)!r}" for k in changed
+                )
+                raise RuntimeError(
+                    f"cannot resume from {path}: it fixes the data order with other settings "
+                    f"({detail})"
+                )
+            if any(old.get(k) != self.config.get(k) for k in old.keys() | self.config.keys()):
+                # e.g. " with a different configuration (max_steps: 100 -> 200)"
+                logger.warning("resuming %s%s", path, _describe_differences(old, self.config))
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.ckpt_dir.glob(".*.tmp"):  # left by a run killed while writing
+            stale.unlink(missing_ok=True)
+        atomic_write_text(json.dumps(self.config, indent=2), self.out_dir / "run.json")
+        return None if found is None else str(found[0])
+
+    def _find_checkpoint(self) -> tuple[Path, dict[str, Any]] | None:
+        """``last.pt``, else the newest readable ``step_*.pt``; raise if none is readable."""
+        steps = sorted(
+            (p for p in self.ckpt_dir.iterdir() if _STEP_FILE.match(p.name)), reverse=True
+        )
+        candidates = [self.ckpt_dir / "last.pt", *steps]
+        tried = []
+        for path in candidates:
+            if not path.is_file():
+                continue
+            state = read_training_checkpoint(path)
+            if state is not None:
+                if tried:
+                    logger.warning("unreadable checkpoints %s; resuming from %s", tried, path.name)
+                return path, state
+            tried.append(path.name)
+        if not tried:
+            return None
+        raise RuntimeError(f"no readable checkpoint in {self.ckpt_dir} (tried {', '.join(tried)})")
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["model"])
+        optimizers, schedulers = state["optimizer"], state["scheduler"]
+        if len(self.optimizers) == 1:
+            optimizers, schedulers = {"model": optimizers}, {"model": schedulers}
+        for (name, optimizer), scheduler in zip(
+            self.optimizers.items(), self.schedulers.values(), strict=True
+        ):
+            key = name if len(self.optimizers) > 1 else "model"
+            optimizer.load_state_dict(optimizers[key])
+            scheduler.load_state_dict(schedulers[key])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.sampler.generator.set_state(state["sampler_generator"])
+        rng = state["rng"]
+        set_rng_state(rng[self.rank] if len(rng) == self.world_size else rng[0])
+
+    def _seed_everything(self) -> None:
+        random.seed(self.seed)
+        np.random.seed(self.seed)
+        torch.manual_seed(self.seed)
+
+    # ------------------------------------------------------------------ logging
+    def _open_writer(self, purge_step: int | None) -> Any:
+        if self.rank != 0:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.out_dir / "tb"), purge_step=purge_step)
+
+    def _log_hparams(
+        self,
+        writer: Any,
+        step: int,
+        best_psnr: float | None,
+        last_val: dict[str, Any],
+        last_loss: float | None,
+    ) -> None:
+        hparams = {
+            "batch_size": self.batch_size,
+            "max_steps": self.max_steps,
+            "lr": float(
+                next(iter(self.optimizers.values())).param_groups[0].get("initial_lr", math.nan)
+            ),
+            "scheduler": self.scheduler_kind,
+            "warmup_steps": self.warmup_steps,
+            "grad_clip": "None" if self.grad_clip is None else self.grad_clip,
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "model": self.config["model"],
+        }
+        hparams.update(_flatten(self.hparams))
+        metrics = {"hparam/loss": math.nan if last_loss is None else last_loss}
+        if last_val:
+            metrics["hparam/psnr"] = last_val["psnr"]
+            metrics["hparam/ssim"] = last_val["ssim"]
+            metrics["hparam/best_psnr"] = best_psnr
+        writer.add_hparams(hparams, metrics, run_name=".", global_step=step)
+
+    def _make_config(self, optimizer: OptimizerFactory) -> dict[str, Any]:
+        return _jsonable(
+            {
+                "model": type(self.module).__qualname__,
+                "train_size": self.train_size,
+                "val_size": None if self.val_data is None else len(self.val_data),
+                "val_indices": self.val_indices,
+                "max_steps": self.max_steps,
+                "batch_size": self.batch_size,
+                "optimizer": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(optimizer)),
+                "scheduler": self.scheduler_kind,
+                "warmup_steps": self.warmup_steps,
+                "grad_clip": self.grad_clip,
+                "amp": str(self.amp_dtype).removeprefix("torch.") if self.amp else False,
+                "ckpt_every": self.ckpt_every,
+                "val_every": self.val_every,
+                "keep_last": self.keep_last,
+                "seed": self.seed,
+                "world_size": self.world_size,
+                "hparams": self.hparams,
+            }
+        )
+
+    def _result(
+        self,
+        step: int,
+        best_psnr: float | None,
+        last_val: dict[str, Any],
+        last_loss: float | None,
+        started: float,
+    ) -> dict[str, Any]:
+        return {
+            "step": step,
+            "best_psnr": best_psnr,
+            "last_val": dict(last_val),
+            "last_loss": last_loss,
+            "wall_time": time.perf_counter() - started,
+        }
+
+
+# --------------------------------------------------------------------------- files
+_REQUIRED_KEYS = {
+    "format_version",
+    "step",
+    "epoch",
+    "position",
+    "model",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "sampler_generator",
+    "rng",
+    "best_psnr",
+    "last_val",
+    "config",
+}
+
+
+def read_training_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The trainer checkpoint at ``path`` (loaded as data only), or ``None`` if it is missing,
+    truncated, unsafe or not a tomolearn training checkpoint of this format (a warning says
+    which)."""
+    try:
+        state = load_weights_file(path)
+    except (OSError, ValueError) as error:  # unreadable, truncated or unsafe: not resumable
+        logger.warning("checkpoint %s is unreadable: %s", path, error)
+        return None
+    if not isinstance(state, dict) or not _REQUIRED_KEYS <= state.keys():
+        logger.warning("%s is not a tomolearn training checkpoint", path)
+        return None
+    if state["format_version"] != CHECKPOINT_FORMAT_VERSION:
+        logger.warning("%s has checkpoint format %s", path, state["format_version"])
+        return None
+    return state
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- small helpers
+def _dataset_length(data: Any, name: str) -> int:
+    try:
+        size = len(data)
+    except TypeError:
+        raise ValueError(f"{name} must be a map-style dataset with a length") from None
+    if size < 1:
+        raise ValueError(f"{name} is empty")
+    return size
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors in (nested) tuples, lists and dicts moved to ``device``; lists become tuples."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return tuple(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` round-tripped through JSON (non-JSON leaves become strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"a/b": leaf}`` with leaves TensorBoard's hparams accept."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}/"))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def _describe_differences(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    if not old:
+        return ""
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if not keys:
+        return " with the same configuration"
+    shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+    return f" with a different configuration ({shown})"

@@ -61,6 +61,7 @@ from recon.cli.config import compose_config
 from recon.data import build_split
 from recon.mirror import LearnedMirrorDescent, gradient_descent, nesterov_gradient
 from recon.runs.evaluation import stack_split
+from recon.solvers import DivergenceError
 from recon.training import Trainer
 from recon.training.tasks import as_task
 
@@ -270,15 +271,20 @@ def measure(
     same_problem = {"objective": f, "x0": x0, "nonneg": nonneg}
 
     def run_gd(step: float) -> torch.Tensor:
-        _, values = gradient_descent(
-            y, op, n_iter=baseline_iter, step=step, return_objective=True, **same_problem
-        )
-        return values.flatten(1).mean(1)
+        return objective_curve(gradient_descent, step)
 
     def run_nesterov(step: float) -> torch.Tensor:
-        _, values = nesterov_gradient(
-            y, op, n_iter=baseline_iter, step=step, return_objective=True, **same_problem
-        )
+        return objective_curve(nesterov_gradient, step)
+
+    def objective_curve(solver, step: float) -> torch.Tensor:
+        """Mean objective per iteration; a step that diverges gives an all-inf curve, so the
+        step search passes over it instead of stopping the benchmark."""
+        try:
+            _, values = solver(
+                y, op, n_iter=baseline_iter, step=step, return_objective=True, **same_problem
+            )
+        except DivergenceError:
+            return torch.full((baseline_iter,), math.inf, dtype=y.dtype)
         return values.flatten(1).mean(1)
 
     gd_factor, gd_iter, gd_curve = best_baseline(

@@ -232,7 +232,7 @@ class ConvDecoder(nn.Module):
 class Autoencoder(nn.Module):
     r"""Deterministic convolutional autoencoder :math:`x \mapsto D(E(x))`.
 
-    Trained on :math:`\tfrac1n\|x - D(E(x))\|^2` (``recon.generative.autoencoder_objective``), its
+    Trained on :math:`\tfrac1n\|x - D(E(x))\|^2` (``recon.training.tasks.AutoencoderTask``), its
     decoder :math:`D` is the generator :math:`G` of the generative regularisers, and the encoder
     gives their initial latent code.
 

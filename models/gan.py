@@ -13,8 +13,8 @@ r"""A Wasserstein GAN with gradient penalty (WGAN-GP) for square one-channel ima
 
 The critic minimises :math:`E[D(\tilde x)] - E[D(x)] + λ_{GP}\,\mathrm{GP}` and the generator
 :math:`-E[D(G(z))]` (Gulrajani et al. 2017, Alg. 1: ``n_critic = 5``, ``λ_GP = 10``, Adam with
-``lr = 1e-4``, ``β = (0, 0.9)``); the loop is ``recon.generative.train_gan``, since it needs two
-optimisers.
+``lr = 1e-4``, ``β = (0, 0.9)``); ``recon.training.tasks.AdversarialTask`` trains it with the
+one Trainer, one optimiser per group (``recon-train experiment=generative/gan``).
 
 Reference: I. Gulrajani, F. Ahmed, M. Arjovsky, V. Dumoulin, A. Courville, "Improved training of
 Wasserstein GANs", NeurIPS 2017.

@@ -19,7 +19,7 @@ gradient method on :math:`\tau f + \phi_\sigma`, whose value decreases monotonic
 :math:`\tau L_f \le 1` and whose iterates converge to a critical point (Hurault, Leclaire,
 Papadakis 2022b). :meth:`GSDenoiser.hessian_norm` estimates :math:`L` locally (the spectral norm
 of :math:`\nabla^2 g_\sigma`), which the training objective can penalise
-(``jacobian_weight`` of :func:`recon.pnp.denoising_objective`).
+(``jacobian_weight`` of ``recon.training.tasks.DenoisingTask``).
 
 In training (gradients enabled) the gradient step is computed with ``create_graph=True`` so the
 loss can be differentiated with respect to :math:`\theta`; under :func:`torch.no_grad` (evaluation)

@@ -28,10 +28,12 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Reconstructor", "check_measurements", "flatten_measurements"]
+__all__ = ["Reconstructor", "check_measurements", "flatten_measurements", "weight_dtype"]
 
 
-def check_measurements(y: torch.Tensor, op: Any) -> tuple[int, ...]:
+def check_measurements(
+    y: torch.Tensor, op: Any, *, dtype: torch.dtype | None = None
+) -> tuple[int, ...]:
     """Validate measurements against an operator and return their batch shape.
 
     Parameters
@@ -40,6 +42,8 @@ def check_measurements(y: torch.Tensor, op: Any) -> tuple[int, ...]:
         Measurements, expected of shape ``(*batch, *op.range_shape)``, floating point and finite.
     op : LinearOperator
         Anything with a ``range_shape`` attribute.
+    dtype : torch.dtype, optional
+        The dtype ``y`` must have: a network's weight dtype (convolutions do not mix them).
 
     Returns
     -------
@@ -49,8 +53,9 @@ def check_measurements(y: torch.Tensor, op: Any) -> tuple[int, ...]:
     Raises
     ------
     ValueError
-        If ``y`` is not a tensor, is not floating point, does not end in ``op.range_shape`` (the
-        message names both shapes) or holds NaN or infinite values.
+        If ``y`` is not a tensor, is not floating point (or not ``dtype``), does not end in
+        ``op.range_shape`` (the message names both shapes), holds no measurement (an empty
+        batch) or holds NaN or infinite values.
 
     Example
     -------
@@ -70,19 +75,28 @@ def check_measurements(y: torch.Tensor, op: Any) -> tuple[int, ...]:
         )
     if not y.is_floating_point():
         raise ValueError(f"y must be a floating-point tensor, got {y.dtype}")
+    if dtype is not None and y.dtype != dtype:
+        raise ValueError(
+            f"y is {y.dtype}, but this network's weights are {dtype}: pass y.to({dtype}) "
+            f"(or convert the network with .to({y.dtype}))"
+        )
+    if y.numel() == 0:
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}: an empty batch; pass at least one measurement"
+        )
     if not torch.isfinite(y).all():
         raise ValueError("y contains NaN or infinite values")
     return tuple(y.shape[: y.ndim - n_range])
 
 
 def flatten_measurements(
-    y: torch.Tensor, op: Any, ndim: int
+    y: torch.Tensor, op: Any, ndim: int, *, dtype: torch.dtype | None = None
 ) -> tuple[tuple[int, ...], torch.Tensor]:
     """Validate ``y`` for a network with ``ndim``-dimensional convolutions; return its batch shape
     and ``y`` as ``(N, 1, *op.range_shape)``, the layout networks take.
 
     Raises ``ValueError`` (besides those of :func:`check_measurements`) when the operator's domain
-    or range does not have ``ndim`` dimensions.
+    or range does not have ``ndim`` dimensions; ``dtype`` is the network's weight dtype.
 
     Example
     -------
@@ -92,7 +106,7 @@ def flatten_measurements(
     >>> batch, tuple(flat.shape)
     ((2, 3), (6, 1, 4, 4))
     """
-    batch_shape = check_measurements(y, op)
+    batch_shape = check_measurements(y, op, dtype=dtype)
     domain_shape, range_shape = tuple(op.domain_shape), tuple(op.range_shape)
     if len(domain_shape) != ndim or len(range_shape) != ndim:
         raise ValueError(
@@ -100,6 +114,17 @@ def flatten_measurements(
             f"{domain_shape} to {range_shape}: both shapes need {ndim} dimensions"
         )
     return batch_shape, y.reshape(-1, 1, *range_shape)
+
+
+def weight_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s first floating-point parameter (``None`` if it has none).
+
+    Example
+    -------
+    >>> weight_dtype(nn.Linear(2, 2).double())
+    torch.float64
+    """
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
 
 
 class Reconstructor(nn.Module):

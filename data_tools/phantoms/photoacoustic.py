@@ -188,7 +188,7 @@ def vessels(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Random branching blood vessels, a photoacoustic phantom (PAT_NOTES §6).
+    """Random branching blood vessels, a photoacoustic phantom (docs/guide/photoacoustics.md §5).
 
     Each image holds ``U{n_trees}`` vessel trees. A tree's root vessel runs both ways from a
     uniformly random point below the margin, in a random direction; every centre line is a smooth
@@ -304,7 +304,7 @@ def balls(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Random discs and Gaussian blobs, a photoacoustic phantom (PAT_NOTES §6).
+    """Random discs and Gaussian blobs, a photoacoustic phantom (docs/guide/photoacoustics.md §5).
 
     Each image holds ``U{n_balls}`` objects with radius U(``radius``) pixels and amplitude
     U(``amplitude``), centred uniformly where they fit inside the image below the margin. A disc

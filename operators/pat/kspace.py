@@ -8,7 +8,7 @@ the scheme exact in time for a homogeneous medium. A perfectly matched layer (PM
 absorbs outgoing waves; by default it lies outside the image grid (the grid is padded to
 ``N + 2M`` points per axis, ``M ≥ 16`` chosen so that ``N + 2M`` has only the prime factors
 2, 3 and 5).
-See ``PAT_NOTES.md`` §1 for the equations.
+See ``docs/guide/photoacoustics.md`` §1 for the equations.
 
 The adjoint runs the transposed steps in reverse order (the data act as sources), so it costs one
 forward solve and keeps only the current fields in memory, in 2D and 3D. Autograd through the

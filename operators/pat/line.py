@@ -1,15 +1,16 @@
 """Fourier models of a line (2D) or planar (3D) sensor at ``x = 0`` in a homogeneous medium.
 
-- :class:`LineSensor`: the exact model (PAT_NOTES §2). The initial pressure is extended evenly in
-  depth, and for each lateral wavenumber ``k_y`` the data are a matrix product
+- :class:`LineSensor`: the exact model (docs/guide/photoacoustics.md §2). The initial pressure
+  is extended evenly in depth, and for each lateral wavenumber ``k_y`` the data are a matrix product
   ``d(k_y, t) = Σ_j p̂0(j, k_y) K_{k_y}(j, t)`` with
   ``K_{k_y}(j, t) = (1/M_x) Σ_{k_x} cos(k_x j Δx) cos(c |k| t)``. Depth and lateral axes are
   zero-padded so that no periodic image reaches the sensor within ``t_end``. It agrees with the
   PML time stepper :class:`~operators.pat.KSpaceWave` to better than 1e-4 relative on
   band-limited images clear of the grid's edges (what is left is the stepper's PML reflection).
-- :class:`LineSensorRegridding`: the fast approximate model ``Ã`` (PAT_NOTES §3; Köstli 2001,
-  Xu, Feng & Wang 2002): the data spectrum is the initial pressure's spectrum, interpolated in
-  ``k_x`` onto ``k_x(ω, k_y) = √(ω²/c² − k_y²)`` and weighted by ``½ (Δx/Δt) |ω| / (c² k_x)``.
+- :class:`LineSensorRegridding`: the fast approximate model ``Ã`` (docs/guide/photoacoustics.md
+  §3; Köstli 2001, Xu, Feng & Wang 2002): the data spectrum is the initial pressure's spectrum,
+  interpolated in ``k_x`` onto ``k_x(ω, k_y) = √(ω²/c² − k_y²)`` and weighted by
+  ``½ (Δx/Δt) |ω| / (c² k_x)``.
   Its error against the exact model is structured and large (tens of per cent); it is what a
   learned correction removes.
 

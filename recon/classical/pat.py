@@ -299,7 +299,8 @@ def fourier_line_inversion(
 
     For a homogeneous medium with sound speed ``c``, the data ``p(0, y, t)`` of an initial pressure
     ``p0(x, y)`` (``x ≥ 0`` the depth) satisfy, per lateral wavenumber ``k_y`` and with
-    ``ω = c \sqrt{k_x^2 + k_y^2}`` (Köstli et al. 2001; Xu, Feng & Wang 2002; PAT_NOTES §3),
+    ``ω = c \sqrt{k_x^2 + k_y^2}`` (Köstli et al. 2001; Xu, Feng & Wang 2002;
+    docs/guide/photoacoustics.md §3),
 
     .. math::
 
@@ -326,8 +327,9 @@ def fourier_line_inversion(
     in the limit of an infinite sensor and an infinite record. A finite record on a finite
     sensor misses the waves that leave at grazing angles (small ``k_x`` against ``k_y``): the
     formula has no way to fill in that cone of wavenumbers, where an iterative method can lean on
-    the finite support of the image. Measured (``tests/recon/test_pat.py``): a depth-modulated,
-    laterally smooth object whose spectrum lies inside the sensor's view is recovered to < 1 %
+    the finite support of the image. Measured (``tests/recon/classical/test_pat.py``): a
+    depth-modulated, laterally smooth object whose spectrum lies inside the sensor's view is
+    recovered to < 1 %
     (32 × 64 grid, 128 samples). In the square set-up of the configs (``N × N``, ``2N``
     samples) the relative error is about 0.6 for a Gaussian blob at a third of the depth and
     0.6–0.9 for vessels, as much as the missing cone holds (blur in depth and negative halos;

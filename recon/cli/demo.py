@@ -1,6 +1,6 @@
 """A one-minute CT demo: simulate a Shepp–Logan sinogram, reconstruct it, time the operator.
 
-Run ``recon-demo`` (or ``python -m recon.demo``, or ``make demo``). It
+Run ``recon-demo`` (or ``python -m recon.cli.demo``, or ``make demo``). It
 
 1. builds a 2D parallel-beam ray transform (128×128 image, 60 angles, 183 detectors),
 2. simulates ``y = A x + noise`` for the modified Shepp–Logan phantom, with Gaussian noise of

@@ -1,7 +1,7 @@
 """``recon-collect``: one table and one plot of a Hydra multirun (``-m``) sweep directory.
 
 Every job of a sweep has a folder (``<sweep dir>/<job number>/`` by default) holding Hydra's
-``.hydra/overrides.yaml`` and the ``result.json`` that :func:`recon.sweep.run_job` writes.
+``.hydra/overrides.yaml`` and the ``result.json`` that :func:`recon.runs.sweep.run_job` writes.
 :func:`collect` reads them all, works out which parameters the sweep varied, and marks every job
 as ``completed``, ``diverged``, ``failed``, ``incomplete`` (started but never finished: still
 running, or killed), ``no result`` (a Hydra job without ``result.json``), ``unreadable`` (a job

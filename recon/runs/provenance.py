@@ -79,9 +79,12 @@ _CLUSTER_VARIABLES = (
 
 
 def git_info(path: str | os.PathLike[str] = _REPO) -> dict[str, Any]:
-    """``{"commit", "dirty"}`` of the checkout holding ``path``, else ``{"commit": None, "note"}``.
+    """``{"commit", "dirty"}`` of the checkout whose top level is ``path``, else
+    ``{"commit": None, "note"}``.
 
-    Never raises: without git, or outside a checkout (an installed wheel), ``note`` says why.
+    Never raises: without git, or outside a checkout, ``note`` says why. ``path`` must be the
+    top of the repository: an installed wheel inside a user's own project (``project/.venv``)
+    is not a tomolearn checkout, and that project's commit must not be recorded as ours.
 
     Example
     -------
@@ -90,6 +93,14 @@ def git_info(path: str | os.PathLike[str] = _REPO) -> dict[str, Any]:
     True
     """
     try:
+        top = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != Path(path).resolve():
+            return {"commit": None, "note": f"not a git checkout ({path})"}
         commit = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "HEAD"],
             capture_output=True,

@@ -30,7 +30,6 @@ from recon.solvers.smoothed_tv import (
     smoothed_tv,
     smoothed_tv_gradient,
     tv_lipschitz,
-    tv_ndim,
 )
 from recon.solvers.splitting import (
     IterationMonitor,
@@ -46,6 +45,7 @@ from recon.solvers.tv import (
     gradient2d,
     gradient3d,
     smoothness_gradient,
+    tv_ndim,
     tv_objective,
     tv_pdhg,
 )

@@ -25,9 +25,9 @@ import torch
 from operators import OperatorLike
 from recon.checks import check_ndim, check_positive
 from recon.solvers.common import operator_norm, sq_norm
-from recon.solvers.tv import divergence2d, divergence3d, gradient2d, gradient3d
+from recon.solvers.tv import divergence2d, divergence3d, gradient2d, gradient3d, tv_ndim
 
-__all__ = ["SmoothedTV", "smoothed_tv", "smoothed_tv_gradient", "tv_lipschitz", "tv_ndim"]
+__all__ = ["SmoothedTV", "smoothed_tv", "smoothed_tv_gradient", "tv_lipschitz"]
 
 _GRADIENT = {2: gradient2d, 3: gradient3d}
 _DIVERGENCE = {2: divergence2d, 3: divergence3d}
@@ -117,24 +117,6 @@ def tv_lipschitz(norm_squared: float, ndim: int, lam: float, eps: float) -> floa
     2.8
     """
     return norm_squared + (4 * ndim * lam / eps if lam > 0 else 0.0)
-
-
-def tv_ndim(op: OperatorLike) -> int:
-    """The number of dimensions of ``op``'s domain, or a ``ValueError`` unless it is 2 or 3
-    (TV needs images or volumes).
-
-    Example
-    -------
-    >>> from operators import IdentityOperator
-    >>> tv_ndim(IdentityOperator((4, 4, 4)))
-    3
-    """
-    ndim = len(tuple(op.domain_shape))
-    if ndim not in (2, 3):
-        raise ValueError(
-            f"TV needs a 2D or 3D domain, but op.domain_shape is {tuple(op.domain_shape)}"
-        )
-    return ndim
 
 
 class SmoothedTV:

@@ -28,6 +28,7 @@ __all__ = [
     "gradient3d",
     "smoothness_gradient",
     "tv_objective",
+    "tv_ndim",
     "tv_pdhg",
 ]
 
@@ -174,7 +175,16 @@ def divergence3d(q: torch.Tensor) -> torch.Tensor:
     return _divergence(q, 3)
 
 
-def _tv_ndim(op: OperatorLike) -> int:
+def tv_ndim(op: OperatorLike) -> int:
+    """The number of dimensions of ``op``'s domain, or a ``ValueError`` unless it is 2 or 3
+    (TV needs images or volumes).
+
+    Example
+    -------
+    >>> from operators import IdentityOperator
+    >>> tv_ndim(IdentityOperator((4, 4, 4)))
+    3
+    """
     ndim = len(tuple(op.domain_shape))
     if ndim not in (2, 3):
         raise ValueError(
@@ -219,7 +229,7 @@ def tv_objective(x: torch.Tensor, y: torch.Tensor, op: OperatorLike, lam: float)
     tensor(4.4142)
     """
     lam = check_positive("lam", lam, allow_zero=True)
-    ndim = _tv_ndim(op)
+    ndim = tv_ndim(op)
     batch_shape = check_measurements(y, op)
     domain_shape = tuple(op.domain_shape)
     if not isinstance(x, torch.Tensor) or tuple(x.shape) != (*batch_shape, *domain_shape):
@@ -317,7 +327,7 @@ def tv_pdhg(
     """
     lam = check_positive("lam", lam, allow_zero=True)
     n_iter = check_n_iter(n_iter)
-    ndim = _tv_ndim(op)
+    ndim = tv_ndim(op)
     batch_shape = check_measurements(y, op)
     domain_shape = tuple(op.domain_shape)
     x = initial_guess(x0, y, batch_shape, domain_shape)

@@ -19,7 +19,7 @@ This module only starts that process group, from the environment:
   from the job id (or taken from ``MASTER_PORT``).
 
 The backend is gloo on CPU and nccl on CUDA (each rank takes the GPU of its local rank).
-``trainer=ddp`` (``conf/trainer/ddp.yaml``) turns this on for ``recon-train``; without a
+``trainer=ddp`` (``conf/trainer/ddp.yaml``) turns this on for ``recon.cli.train``; without a
 torchrun or SLURM environment it trains in one process. Give every rank the same
 ``hydra.run.dir``: each rank runs ``hydra.main``, and rank 0's output directory is used by all.
 The global batch is ``WORLD_SIZE × trainer.batch_size``.
@@ -276,7 +276,7 @@ def shared_path(path: str | os.PathLike[str]) -> Path:
 def setup_training(
     trainer_cfg: dict[str, Any], output_dir: str | os.PathLike[str]
 ) -> tuple[dict[str, Any], Path]:
-    """The hook of ``recon.train``: start torch.distributed if ``trainer_cfg`` asks for it.
+    """The hook of ``recon.cli.train``: start torch.distributed if ``trainer_cfg`` asks for it.
 
     Pops ``trainer_cfg["distributed"]`` (``{backend, timeout_s}``, from ``trainer=ddp``); when
     present, starts the process group from the environment, sets this rank's device, makes all
@@ -323,7 +323,7 @@ def _silence_file_logs() -> None:
 def parameter_spread(module: torch.nn.Module) -> float:
     """Largest difference of any parameter between ranks (0.0 without a process group).
 
-    DistributedDataParallel keeps the ranks' parameters identical; ``recon.train`` checks this
+    DistributedDataParallel keeps the ranks' parameters identical; ``recon.cli.train`` checks this
     at the end of a distributed run and logs the result.
 
     Example

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["SeededBatchSampler"]
+__all__ = ["SeededBatchSampler", "dataset_length", "to_device"]
 
 
 class SeededBatchSampler(Sampler[list[int]]):
@@ -58,3 +59,37 @@ class SeededBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self._batches[self._start :])
+
+
+def dataset_length(data: Any, name: str) -> int:
+    """``len(data)``, or ``ValueError`` naming ``name`` for an iterable-style or empty dataset.
+
+    Example
+    -------
+    >>> dataset_length([1, 2, 3], "train_data")
+    3
+    """
+    try:
+        size = len(data)
+    except TypeError:
+        raise ValueError(f"{name} must be a map-style dataset with a length") from None
+    if size < 1:
+        raise ValueError(f"{name} is empty")
+    return size
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors in (nested) tuples, lists and dicts moved to ``device``; lists become tuples.
+
+    Example
+    -------
+    >>> to_device([torch.zeros(1), {"y": torch.ones(1)}], torch.device("cpu"))
+    (tensor([0.]), {'y': tensor([1.])})
+    """
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return tuple(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch

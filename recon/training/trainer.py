@@ -12,10 +12,9 @@ optimiser groups (the adversarial one: critic and generator) takes one optimiser
 Outputs under ``out_dir``, written by rank 0 only:
 
 - ``run.json``: the run's configuration (trainer settings, model class, dataset sizes, ``hparams``).
-- ``checkpoints/step_{N:08d}.pt``: every ``ckpt_every`` steps and at the end; the newest
-  ``keep_last`` are kept. ``last.pt`` is the newest, ``best.pt`` the one with the best validation
-  PSNR. Every file is written atomically (temporary file in the same folder, ``fsync``,
-  ``os.replace``), so a run killed at any instant leaves only complete checkpoints.
+- ``checkpoints/``: ``step_{N:08d}.pt`` every ``ckpt_every`` steps and at the end (the newest
+  ``keep_last`` kept), ``last.pt`` and ``best.pt``, independent files written atomically
+  (:mod:`recon.training.checkpoint_folder`).
 - ``tb/``: TensorBoard scalars ``train/loss``, ``train/grad_norm``, ``lr``, ``val/psnr``,
   ``val/ssim``, the image grid ``val/images`` (rows ``[truth | reconstruction | |error|]``, one
   fixed window per logged image set: the truth's min and max), the task's own image grids
@@ -30,6 +29,7 @@ so ``fit(resume=True)`` continues a killed run with exactly the losses of an uni
 Example
 -------
 >>> import tempfile, torch
+>>> from recon.training.tasks import SupervisedTask
 >>> from torch import nn
 >>> class Pairs(torch.utils.data.Dataset):
 ...     def __len__(self):
@@ -59,7 +59,6 @@ import logging
 import math
 import os
 import random
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -75,33 +74,30 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from data_tools.metrics import psnr
-from recon.checkpoints import (
-    atomic_copy,
-    atomic_save,
-    atomic_write_text,
-    load_weights_file,
-    rng_state,
-    set_rng_state,
-)
+from recon.checkpoints import atomic_write_text, rng_state, set_rng_state
 from recon.checks import check_int
+from recon.training.checkpoint_folder import (
+    CHECKPOINT_FORMAT_VERSION,
+    CheckpointFolder,
+    describe_differences,
+    read_json,
+    read_training_checkpoint,
+)
 from recon.training.images import image_grid, mean_ssim
+from recon.training.optimizers import SCHEDULERS, lr_schedule, make_optimizers
 from recon.training.precision import amp_dtype
-from recon.training.sampler import SeededBatchSampler
+from recon.training.records import hparams_record, jsonable, run_record
+from recon.training.sampler import SeededBatchSampler, dataset_length, to_device
 from recon.training.tasks.base import FunctionTask, Objective, Predict, Task, as_task
 
 __all__ = ["CHECKPOINT_FORMAT_VERSION", "SCHEDULERS", "Trainer", "read_training_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
-#: Bumped when the layout of a checkpoint changes.
-CHECKPOINT_FORMAT_VERSION = 1
-
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
-SCHEDULERS = ("cosine", "constant")
 #: Settings that fix the data order; a resumed run must keep them.
 _RESUME_INVARIANTS = ("seed", "batch_size", "world_size", "train_size")
-_STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
 _MAX_VAL_IMAGES = 64
 
 
@@ -286,13 +282,13 @@ class Trainer:
         self.overwrite = bool(overwrite)
         if hparams is not None and not isinstance(hparams, dict):
             raise ValueError(f"hparams must be a dict or None, got {type(hparams).__name__}")
-        self.hparams = _jsonable(dict(hparams or {}))
+        self.hparams = jsonable(dict(hparams or {}))
 
         self.train_data = train_data
-        self.train_size = _dataset_length(train_data, "train_data")
+        self.train_size = dataset_length(train_data, "train_data")
         self.val_data = val_data
         if val_data is not None:
-            val_size = _dataset_length(val_data, "val_data")
+            val_size = dataset_length(val_data, "val_data")
             if val_indices is None:
                 val_indices = range(min(_MAX_VAL_IMAGES, val_size))
             indices = []
@@ -313,6 +309,7 @@ class Trainer:
             self.val_indices = []
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
+        self.checkpoints = CheckpointFolder(self.ckpt_dir, keep_last=self.keep_last)
 
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -329,11 +326,12 @@ class Trainer:
         else:
             self.model = self.module
         self.group_parameters = {name: list(params) for name, params in groups.items()}
-        self.optimizers = self._make_optimizers(optimizer)
-
-        def lr_factor(count: int) -> float:  # a plain function: LambdaLR does not pickle it
-            return self._lr_factor(count)
-
+        self.optimizers = make_optimizers(
+            optimizer, self.group_parameters, task=type(self.task).__name__
+        )
+        lr_factor = lr_schedule(
+            self.scheduler_kind, warmup_steps=self.warmup_steps, max_steps=self.max_steps
+        )
         self.schedulers = {
             name: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
             for name, opt in self.optimizers.items()
@@ -356,35 +354,8 @@ class Trainer:
             generator=self._loader_generator,
             pin_memory=self.device.type == "cuda",
         )
-        self.config = self._make_config(optimizer)
+        self.config = run_record(self, optimizer)
         self._last_ckpt: Path | None = None
-
-    def _make_optimizers(self, optimizer: Any) -> dict[str, torch.optim.Optimizer]:
-        """One optimiser per parameter group of the task, from one factory or one per group."""
-        names = list(self.group_parameters)
-        if isinstance(optimizer, Mapping):
-            if sorted(optimizer) != sorted(names):
-                raise ValueError(
-                    f"optimizer gives factories for {sorted(optimizer)}, but the task "
-                    f"{type(self.task).__name__} has parameter groups {names}"
-                )
-            factories = dict(optimizer)
-        elif callable(optimizer):
-            factories = dict.fromkeys(names, optimizer)
-        else:
-            raise ValueError(
-                f"optimizer must be callable or a dict of callables, got {optimizer!r}"
-            )
-        optimizers = {}
-        for name in names:
-            made = factories[name](self.group_parameters[name])
-            if not isinstance(made, torch.optim.Optimizer):
-                raise TypeError(
-                    "optimizer(parameters) must return a torch.optim.Optimizer, got "
-                    f"{type(made).__name__}"
-                )
-            optimizers[name] = made
-        return optimizers
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -522,7 +493,11 @@ class Trainer:
                 else:
                     epoch, position = epoch + 1, 0
             if writer is not None:
-                self._log_hparams(writer, step, best_psnr, last_val, last_loss)
+                writer.add_hparams(
+                    *hparams_record(self, best_psnr, last_val, last_loss),
+                    run_name=".",
+                    global_step=step,
+                )
         finally:
             bar.close()
             if writer is not None:
@@ -534,15 +509,6 @@ class Trainer:
         return self._result(step, best_psnr, last_val, last_loss, started)
 
     # ------------------------------------------------------------------ steps
-    def _lr_factor(self, count: int) -> float:
-        """Learning-rate factor of the update that follows ``count`` scheduler steps."""
-        if count < self.warmup_steps:
-            return (count + 1) / self.warmup_steps
-        if self.scheduler_kind == "constant":
-            return 1.0
-        progress = (count - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
     def _log_step(self, writer: Any, updates: dict[str, tuple[float, float]], step: int) -> None:
         """``train/loss`` and ``train/grad_norm`` (per group with several), and the task's
         scalars."""
@@ -556,7 +522,7 @@ class Trainer:
     def _train_step(self, batch: Any, step: int) -> dict[str, tuple[float, float]]:
         """One training step: every optimiser update the task yields. Returns, per group, the
         (all-reduced) loss and the gradient norm of its last update."""
-        batch = _to_device(batch, self.device)
+        batch = to_device(batch, self.device)
         updates = self.task.updates(self.model, batch, step=step)
         done: dict[str, tuple[float, float]] = {}
         while True:
@@ -641,7 +607,7 @@ class Trainer:
         )
         psnrs, ssims, shown = [], [], []
         for batch in loader:
-            batch = _to_device(batch, self.device)
+            batch = to_device(batch, self.device)
             with self._autocast():
                 estimate, truth = self.task.predict(self.module, batch)
             estimate, truth = estimate.float(), truth.float()
@@ -689,10 +655,9 @@ class Trainer:
             dist.all_gather_object(states, rng)
         else:
             states = [rng]
-        step_path = self.ckpt_dir / f"step_{step:08d}.pt"
         if self.rank != 0:
             if periodic:
-                self._last_ckpt = step_path
+                self._last_ckpt = self.checkpoints.step_path(step)
             return
         state = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -710,26 +675,14 @@ class Trainer:
             "config": self.config,
             "hparams": self.hparams,
         }
-        # independent files, never hard links: replacing one must not change another
-        if periodic:
-            atomic_save(state, step_path)
-            self._last_ckpt = step_path
-            atomic_copy(step_path, self.ckpt_dir / "last.pt")
-            if new_best:
-                atomic_copy(step_path, self.ckpt_dir / "best.pt")
-            self._rotate()
-        elif new_best:
-            atomic_save(state, self.ckpt_dir / "best.pt")
+        written = self.checkpoints.write(state, step=step, periodic=periodic, new_best=new_best)
+        if written is not None:
+            self._last_ckpt = written
 
     def _by_group(self, states: dict[str, Any]) -> Any:
         """A single group's state as it is (the layout of one-optimiser checkpoints), several
         groups' states as a dict by group."""
         return next(iter(states.values())) if len(states) == 1 else states
-
-    def _rotate(self) -> None:
-        steps = sorted(p for p in self.ckpt_dir.iterdir() if _STEP_FILE.match(p.name))
-        for old in steps[: -self.keep_last]:
-            old.unlink(missing_ok=True)
 
     def _prepare_run(self, resume: bool) -> dict[str, Any] | None:
         """Check ``out_dir`` and load the checkpoint to resume from (all ranks agree)."""
@@ -760,18 +713,18 @@ class Trainer:
 
     def _prepare_out_dir(self, resume: bool) -> str | None:
         """Rank 0: refuse or clear an old run, write ``run.json``; the checkpoint to resume."""
-        previous = _read_json(self.out_dir / "run.json")
-        has_checkpoints = self.ckpt_dir.is_dir() and any(self.ckpt_dir.glob("*.pt"))
+        previous = read_json(self.out_dir / "run.json")
+        has_checkpoints = self.checkpoints.has_checkpoints()
         found: tuple[Path, dict[str, Any]] | None = None
         if resume:
-            found = self._find_checkpoint() if has_checkpoints else None
+            found = self.checkpoints.newest() if has_checkpoints else None
             if found is None:
                 logger.warning(
                     "resume=True, but %s holds no checkpoint: starting afresh", self.ckpt_dir
                 )
         elif previous is not None or has_checkpoints:
             if not self.overwrite:
-                what = _describe_differences(previous, self.config) if previous else ""
+                what = describe_differences(previous, self.config) if previous else ""
                 raise FileExistsError(
                     f"{self.out_dir} already holds a run{what}; pass resume=True to continue it, "
                     "overwrite=True to replace it, or choose another out_dir"
@@ -793,32 +746,10 @@ class Trainer:
                 )
             if any(old.get(k) != self.config.get(k) for k in old.keys() | self.config.keys()):
                 # e.g. " with a different configuration (max_steps: 100 -> 200)"
-                logger.warning("resuming %s%s", path, _describe_differences(old, self.config))
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.ckpt_dir.glob(".*.tmp"):  # left by a run killed while writing
-            stale.unlink(missing_ok=True)
+                logger.warning("resuming %s%s", path, describe_differences(old, self.config))
+        self.checkpoints.prepare()
         atomic_write_text(json.dumps(self.config, indent=2), self.out_dir / "run.json")
         return None if found is None else str(found[0])
-
-    def _find_checkpoint(self) -> tuple[Path, dict[str, Any]] | None:
-        """``last.pt``, else the newest readable ``step_*.pt``; raise if none is readable."""
-        steps = sorted(
-            (p for p in self.ckpt_dir.iterdir() if _STEP_FILE.match(p.name)), reverse=True
-        )
-        candidates = [self.ckpt_dir / "last.pt", *steps]
-        tried = []
-        for path in candidates:
-            if not path.is_file():
-                continue
-            state = read_training_checkpoint(path)
-            if state is not None:
-                if tried:
-                    logger.warning("unreadable checkpoints %s; resuming from %s", tried, path.name)
-                return path, state
-            tried.append(path.name)
-        if not tried:
-            return None
-        raise RuntimeError(f"no readable checkpoint in {self.ckpt_dir} (tried {', '.join(tried)})")
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["model"])
@@ -850,58 +781,6 @@ class Trainer:
 
         return SummaryWriter(str(self.out_dir / "tb"), purge_step=purge_step)
 
-    def _log_hparams(
-        self,
-        writer: Any,
-        step: int,
-        best_psnr: float | None,
-        last_val: dict[str, Any],
-        last_loss: float | None,
-    ) -> None:
-        hparams = {
-            "batch_size": self.batch_size,
-            "max_steps": self.max_steps,
-            "lr": float(
-                next(iter(self.optimizers.values())).param_groups[0].get("initial_lr", math.nan)
-            ),
-            "scheduler": self.scheduler_kind,
-            "warmup_steps": self.warmup_steps,
-            "grad_clip": "None" if self.grad_clip is None else self.grad_clip,
-            "seed": self.seed,
-            "world_size": self.world_size,
-            "model": self.config["model"],
-        }
-        hparams.update(_flatten(self.hparams))
-        metrics = {"hparam/loss": math.nan if last_loss is None else last_loss}
-        if last_val:
-            metrics["hparam/psnr"] = last_val["psnr"]
-            metrics["hparam/ssim"] = last_val["ssim"]
-            metrics["hparam/best_psnr"] = best_psnr
-        writer.add_hparams(hparams, metrics, run_name=".", global_step=step)
-
-    def _make_config(self, optimizer: OptimizerFactory) -> dict[str, Any]:
-        return _jsonable(
-            {
-                "model": type(self.module).__qualname__,
-                "train_size": self.train_size,
-                "val_size": None if self.val_data is None else len(self.val_data),
-                "val_indices": self.val_indices,
-                "max_steps": self.max_steps,
-                "batch_size": self.batch_size,
-                "optimizer": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(optimizer)),
-                "scheduler": self.scheduler_kind,
-                "warmup_steps": self.warmup_steps,
-                "grad_clip": self.grad_clip,
-                "amp": str(self.amp_dtype).removeprefix("torch.") if self.amp else False,
-                "ckpt_every": self.ckpt_every,
-                "val_every": self.val_every,
-                "keep_last": self.keep_last,
-                "seed": self.seed,
-                "world_size": self.world_size,
-                "hparams": self.hparams,
-            }
-        )
-
     def _result(
         self,
         step: int,
@@ -917,97 +796,3 @@ class Trainer:
             "last_loss": last_loss,
             "wall_time": time.perf_counter() - started,
         }
-
-
-# --------------------------------------------------------------------------- files
-_REQUIRED_KEYS = {
-    "format_version",
-    "step",
-    "epoch",
-    "position",
-    "model",
-    "optimizer",
-    "scheduler",
-    "scaler",
-    "sampler_generator",
-    "rng",
-    "best_psnr",
-    "last_val",
-    "config",
-}
-
-
-def read_training_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The trainer checkpoint at ``path`` (loaded as data only), or ``None`` if it is missing,
-    truncated, unsafe or not a tomolearn training checkpoint of this format (a warning says
-    which)."""
-    try:
-        state = load_weights_file(path)
-    except (OSError, ValueError) as error:  # unreadable, truncated or unsafe: not resumable
-        logger.warning("checkpoint %s is unreadable: %s", path, error)
-        return None
-    if not isinstance(state, dict) or not _REQUIRED_KEYS <= state.keys():
-        logger.warning("%s is not a tomolearn training checkpoint", path)
-        return None
-    if state["format_version"] != CHECKPOINT_FORMAT_VERSION:
-        logger.warning("%s has checkpoint format %s", path, state["format_version"])
-        return None
-    return state
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-# --------------------------------------------------------------------------- small helpers
-def _dataset_length(data: Any, name: str) -> int:
-    try:
-        size = len(data)
-    except TypeError:
-        raise ValueError(f"{name} must be a map-style dataset with a length") from None
-    if size < 1:
-        raise ValueError(f"{name} is empty")
-    return size
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    """Tensors in (nested) tuples, lists and dicts moved to ``device``; lists become tuples."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (tuple, list)):
-        return tuple(_to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` round-tripped through JSON (non-JSON leaves become strings)."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as ``{"a/b": leaf}`` with leaves TensorBoard's hparams accept."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}/"))
-        elif isinstance(value, (bool, int, float, str)):
-            flat[name] = value
-        else:
-            flat[name] = str(value)
-    return flat
-
-
-def _describe_differences(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
-    if not old:
-        return ""
-    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    if not keys:
-        return " with the same configuration"
-    shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
-    return f" with a different configuration ({shown})"

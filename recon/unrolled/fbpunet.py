@@ -23,7 +23,7 @@ from torch import nn
 
 from models import UNet
 from operators import OperatorLike
-from recon.base import Reconstructor, check_measurements
+from recon.base import Reconstructor, check_measurements, weight_dtype
 from recon.checks import check_bool
 from recon.classical.analytic import check_filter, fbp
 
@@ -136,7 +136,7 @@ class FBPUNet(Reconstructor):
 
     def forward(self, y: torch.Tensor, op: OperatorLike) -> torch.Tensor:
         """Map ``y`` ``(*batch, *op.range_shape)`` to ``(*batch, *op.domain_shape)``."""
-        batch_shape = check_measurements(y, op)
+        batch_shape = check_measurements(y, op, dtype=weight_dtype(self))
         x0 = fbp(y, op, filter=self.filter, frequency_scaling=self.frequency_scaling)
         domain_shape = tuple(op.domain_shape)
         x = self.unet(x0.reshape(-1, 1, *domain_shape))

@@ -41,7 +41,7 @@ from torch.utils.checkpoint import checkpoint
 
 from models import ConvNet
 from operators import OperatorLike
-from recon.base import Reconstructor, flatten_measurements
+from recon.base import Reconstructor, flatten_measurements, weight_dtype
 from recon.checks import check_bool, check_choice, check_int, check_ndim
 from recon.classical.analytic import fbp, fdk
 from recon.solvers.common import operator_norm
@@ -210,7 +210,7 @@ class LearnedGradient(_Unrolled):
 
     def forward(self, y: torch.Tensor, op: OperatorLike) -> torch.Tensor:
         """Map ``y`` ``(*batch, *op.range_shape)`` to ``(*batch, *op.domain_shape)``."""
-        batch_shape, y_flat = flatten_measurements(y, op, self.ndim)
+        batch_shape, y_flat = flatten_measurements(y, op, self.ndim, dtype=weight_dtype(self))
         domain_shape = tuple(op.domain_shape)
         scale = _operator_scale(op, self.normalize_operator, y.device)
         g = y_flat * scale
@@ -332,7 +332,7 @@ class LearnedPrimalDual(_Unrolled):
 
     def forward(self, y: torch.Tensor, op: OperatorLike) -> torch.Tensor:
         """Map ``y`` ``(*batch, *op.range_shape)`` to ``(*batch, *op.domain_shape)``."""
-        batch_shape, y_flat = flatten_measurements(y, op, self.ndim)
+        batch_shape, y_flat = flatten_measurements(y, op, self.ndim, dtype=weight_dtype(self))
         domain_shape, range_shape = tuple(op.domain_shape), tuple(op.range_shape)
         scale = _operator_scale(op, self.normalize_operator, y.device)
         g = y_flat * scale

@@ -111,7 +111,8 @@ def test_every_training_experiment_composes_and_instantiates(name):
     assert cfg.model is not None and cfg.trainer.max_steps > 0
     if cfg.operator._target_ == "recon.correction.load_correction":
         # pat/unrolled_corrected reconstructs with a correction run's frozen A_q: here the
-        # untrained A_q of that run's experiment (tests/recon/test_correction.py trains one)
+        # untrained A_q of that run's experiment (tests/recon/training/tasks/test_correction.py
+        # trains one)
         first = _shrunk("config", "experiment=correction_pat64/forward")
         assert cfg.correction_run in _run_dirs_of_training_experiments()
         op = instantiate(first.model)

@@ -4,14 +4,12 @@ tests/recon/training/tasks/test_autoencoder.py)."""
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-import models.autoencoder
 from models import (
     Autoencoder,
     ConvDecoder,
@@ -131,8 +129,3 @@ def test_invalid_sizes_and_inputs_raise():
 def test_typos_in_keyword_arguments_raise_type_error(cls):
     with pytest.raises(TypeError, match="latent_size"):
         cls(image_size=16, latent_size=4)
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(models.autoencoder)
-    assert result.attempted > 0 and result.failed == 0

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import copy
-import doctest
 
 import pytest
 import torch
 from torch import nn
 
-import operators.learned
 from models.unet import UNet
 from operators import (
     LearnedAdjoint,
@@ -470,11 +468,6 @@ def test_bad_construction_raises(build, error, match):
 def test_bad_input_raises(model, x, error, match):
     with pytest.raises(error, match=match):
         model(matrix_approx())(x)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(operators.learned)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_compute_in_bfloat16_keeps_the_operator_within_rounding_of_float32():

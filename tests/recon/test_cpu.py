@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import ctypes
-import doctest
 import platform
 
 import pytest
 
-import recon.cpu
 from recon.cpu import keep_freed_memory
 
 
@@ -39,7 +37,3 @@ def test_without_mallopt_it_reports_false(monkeypatch):
 def test_bad_thresholds_raise(kwargs):
     with pytest.raises(ValueError, match="threshold"):
         keep_freed_memory(**kwargs)
-
-
-def test_docstring_examples():
-    assert doctest.testmod(recon.cpu).failed == 0

@@ -51,8 +51,8 @@ from torch import nn
 
 from models.gan import GAN, gradient_penalty
 from recon.checks import check_int, check_positive
-from recon.training.tasks.autoencoder import image_batch, sample_images
-from recon.training.tasks.base import Task
+from recon.training.tasks.autoencoder import sample_images
+from recon.training.tasks.base import Task, image_batch
 
 __all__ = ["AdversarialTask"]
 

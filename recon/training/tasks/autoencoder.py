@@ -30,24 +30,9 @@ from models.autoencoder import VAEOutput, kl_standard_normal
 from recon.checks import check_int, check_positive
 from recon.generative import decode_samples
 from recon.training.images import sample_grid
-from recon.training.tasks.base import Task
+from recon.training.tasks.base import Task, image_batch
 
-__all__ = ["AutoencoderTask", "VAETask", "image_batch", "sample_images"]
-
-
-def image_batch(batch: Any) -> torch.Tensor:
-    """The images of a batch: ``x`` of ``(x, y)`` pairs, ``(x,)`` or a bare tensor.
-
-    Example
-    -------
-    >>> image_batch((torch.zeros(2, 1, 4, 4), torch.ones(2, 3))).shape
-    torch.Size([2, 1, 4, 4])
-    """
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-        return batch[0]
-    raise ValueError(f"expected a batch of images x, (x,) or (x, y), got {type(batch).__name__}")
+__all__ = ["AutoencoderTask", "VAETask", "sample_images"]
 
 
 def sample_images(model: nn.Module, n_samples: int) -> dict[str, np.ndarray]:

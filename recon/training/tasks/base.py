@@ -39,7 +39,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Batch", "FunctionTask", "Objective", "Predict", "Task", "as_task", "pair"]
+__all__ = [
+    "Batch",
+    "FunctionTask",
+    "Objective",
+    "Predict",
+    "Task",
+    "as_task",
+    "image_batch",
+    "pair",
+]
 
 Batch = tuple[Any, ...]
 Objective = Callable[..., torch.Tensor]
@@ -161,3 +170,18 @@ def pair(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
             + (f" of length {len(batch)}" if hasattr(batch, "__len__") else "")
         )
     return batch[0], batch[1]
+
+
+def image_batch(batch: Any) -> torch.Tensor:
+    """The images of a batch: ``x`` of ``(x, y)`` pairs, ``(x,)`` or a bare tensor.
+
+    Example
+    -------
+    >>> image_batch((torch.zeros(2, 1, 4, 4), torch.ones(2, 3))).shape
+    torch.Size([2, 1, 4, 4])
+    """
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        return batch[0]
+    raise ValueError(f"expected a batch of images x, (x,) or (x, y), got {type(batch).__name__}")

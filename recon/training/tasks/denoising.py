@@ -26,21 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from recon.checks import check_int, check_positive
-from recon.training.tasks.base import Batch, Objective, Predict, Task
+from recon.training.tasks.base import Batch, Objective, Predict, Task, image_batch
 
 __all__ = ["DenoisingTask", "denoising_objective", "denoising_predict"]
-
-
-def _clean_images(batch: Batch) -> torch.Tensor:
-    """The clean images of a batch ``(x, y)`` or ``(x,)``: ``x`` of shape ``(B, C, *spatial)``."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
-        return batch[0]
-    raise ValueError(
-        "the denoising objective needs batches (x, y) or (x,) of clean images x, got "
-        f"{type(batch).__name__}"
-    )
 
 
 def _random_patches(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -133,7 +121,7 @@ class DenoisingTask(Task):
         self.seed = check_int("seed", seed, minimum=0)
 
     def loss(self, model: nn.Module, batch: Batch, *, step: int) -> torch.Tensor:
-        x = _clean_images(batch)
+        x = image_batch(batch)
         if self.patch_size is not None:
             x = _random_patches(x, self.patch_size)
         spread = self.sigma_max - self.sigma_min
@@ -151,7 +139,7 @@ class DenoisingTask(Task):
         return loss
 
     def predict(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        x = _clean_images(batch)
+        x = image_batch(batch)
         gen = torch.Generator().manual_seed(self.seed)
         noise = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
         sigma = self.sigma_val

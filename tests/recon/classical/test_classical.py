@@ -942,3 +942,17 @@ def test_fdk_inverts_astra_cone_projections():
     truth = ball_volume(CONE, (4.0, -3.0, 2.0), 6.0, supersample=4).float().cuda()
     x = fdk(op(truth), op)
     assert relative_error(x.cpu(), truth.cpu()) < 0.15
+
+
+def test_a_too_large_landweber_step_raises_instead_of_returning_nan(small_ct):
+    """Issue [hardening] item 9: 1e6/‖A‖² makes the iterates overflow within a few hundred
+    iterations; the solver stops there with DivergenceError, naming the step bound."""
+    from recon.solvers import DivergenceError
+    from recon.solvers.common import operator_norm
+
+    op, _, y, _, _ = small_ct
+    step = 1e6 / operator_norm(op) ** 2
+    with pytest.raises(
+        DivergenceError, match=r"landweber diverged.*use a step below 2 / \|\|A\|\|\^2"
+    ):
+        landweber(y, op, n_iter=2000, step=step)

@@ -6,8 +6,6 @@ Grids are 24²–32² (3D: 12 × 24 × 24) so that every test takes seconds.
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 
 import numpy as np
@@ -334,11 +332,3 @@ def test_data_that_do_not_fit_the_operator_fail_before_any_method_runs(compose_e
     )  # fmt: skip
     with pytest.raises(ValueError, match="do not match"):
         evaluate(cfg, output_dir=tmp_path)
-
-
-@pytest.mark.parametrize(
-    "module", ["recon.classical.pat", "recon.data", "recon.runs.evaluation", "data_tools.noise"]
-)
-def test_docstring_examples_run(module):
-    result = doctest.testmod(importlib.import_module(module))
-    assert result.attempted > 0 and result.failed == 0

@@ -5,16 +5,10 @@ do not fit the operator included), and the package's docstring examples."""
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 import torch
 from torch import nn
 
-import recon.generative
-import recon.generative.formulations
-import recon.generative.latent
-import recon.generative.reconstructors
 from models import Autoencoder
 from operators import CountingOperator, MatrixOperator, Parallel2D, RayTransform
 from recon.classical import fbp
@@ -251,14 +245,3 @@ def test_a_generator_of_another_image_size_is_refused_before_any_work(cls):
     assert "(1, 64, 64)" in message and "(32, 32)" in message
     assert "image_size=32" in message and "domain_shape (64, 64)" in message
     assert (op.forward_count, op.adjoint_count) == (0, 0)  # no FBP, no iteration
-
-
-def test_docstring_examples_run():
-    for module in (
-        recon.generative,
-        recon.generative.formulations,
-        recon.generative.latent,
-        recon.generative.reconstructors,
-    ):
-        result = doctest.testmod(module)
-        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -4,16 +4,11 @@ steps, the configs and errors (the benchmark's tests: tests/benchmarks/test_mirr
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-import recon.mirror.baselines
-import recon.mirror.learned
-import recon.mirror.objective
 from models import ICNN, Quadratic, input_gradient
 from operators import MatrixOperator
 from recon.base import Reconstructor
@@ -506,9 +501,3 @@ def test_model_config_is_the_icnn(compose_cfg):
     x = torch.randn(2, 1, 16, 16)
     # it starts near ½‖x‖²: ∇ψ(x) ≈ x
     assert ((input_gradient(net, x) - x).norm() / x.norm()).item() < 0.01
-
-
-def test_docstring_examples():
-    modules = (recon.mirror.learned, recon.mirror.baselines, recon.mirror.objective)
-    results = [doctest.testmod(module) for module in modules]
-    assert sum(r.attempted for r in results) > 10 and not any(r.failed for r in results)

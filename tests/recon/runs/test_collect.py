@@ -1,5 +1,5 @@
 """recon-collect: statuses, swept parameters, markdown/CSV/PNG outputs and errors, on sweep
-directories laid out as Hydra and recon.sweep.run_job write them (no jobs are run here)."""
+directories laid out as Hydra and recon.runs.sweep.run_job write them (no jobs are run here)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from recon.cli.evaluate import evaluate
 from recon.cli.train import train
 from recon.runs.provenance import git_info, package_versions, provenance, write_provenance
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TINY = [
     "experiment=quickstart/lpd",
     "operator.geometry.image_shape=[32,32]",
@@ -125,3 +125,19 @@ def test_ranks_above_zero_write_no_provenance(monkeypatch, tmp_path):
         monkeypatch.setenv(name, value)
     assert write_provenance(OmegaConf.create({"seed": 0}), tmp_path) is None
     assert not list(tmp_path.iterdir())
+
+
+def test_a_package_inside_another_git_project_records_no_commit(tmp_path):
+    """An installed wheel in ``project/.venv``: the user's project commit is not tomolearn's."""
+    import subprocess
+
+    from recon.runs.provenance import git_info
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-q", "--allow-empty", "-m", "x"], check=True)  # fmt: skip
+    site = tmp_path / ".venv" / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    assert git_info(tmp_path)["commit"] is not None  # the project itself is a checkout
+    info = git_info(site)
+    assert info["commit"] is None and "not a git checkout" in info["note"]

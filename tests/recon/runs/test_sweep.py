@@ -34,7 +34,7 @@ from recon.runs.evaluation import stack_split
 from recon.runs.search import grid_search
 from recon.runs.sweep import objective_value, read_result, run_job
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 SMALL = [
     "protocol=ellipses/classical",

@@ -1,5 +1,5 @@
 """recon.distributed: environment detection (torchrun, SLURM), the trainer=ddp hook of
-recon.train, and `torchrun --nproc-per-node=2 -m recon.cli.train ... trainer=ddp` on CPU (gloo)
+recon.cli.train, and `torchrun --nproc-per-node=2 -m recon.cli.train ... trainer=ddp` on CPU (gloo)
 against one process with the same global batch. The Trainer's own two-rank test (identical
 parameters on both ranks, rank-0-only checkpoints) is in test_training.py."""
 
@@ -161,7 +161,7 @@ def test_torchrun_two_gloo_ranks_match_one_process_with_the_same_global_batch(
 ):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               "-m", "recon.train", *TINY, "trainer=ddp", "trainer.batch_size=2",
+               "-m", "recon.cli.train", *TINY, "trainer=ddp", "trainer.batch_size=2",
                "trainer.distributed.timeout_s=300", f"hydra.run.dir={out}"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,

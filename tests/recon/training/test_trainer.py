@@ -30,7 +30,7 @@ from recon.training import (
 )
 from recon.training.sampler import SeededBatchSampler
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class Pairs(torch.utils.data.Dataset):

@@ -5,7 +5,6 @@ run killed mid-way and resumed equals an uninterrupted one bit for bit; errors."
 
 from __future__ import annotations
 
-import doctest
 import math
 from functools import partial
 
@@ -13,7 +12,6 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import recon.training.tasks.adversarial
 from models import GAN, Critic, Generator, gradient_penalty
 from recon.checkpoints import load_trained
 from recon.generative import load_generator
@@ -175,8 +173,3 @@ def test_invalid_configurations_raise(tmp_path):
 def test_typos_in_keyword_arguments_raise_type_error():
     with pytest.raises(TypeError, match="n_critics"):
         AdversarialTask(n_critics=3)
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(recon.training.tasks.adversarial)
-    assert result.attempted > 0 and result.failed == 0

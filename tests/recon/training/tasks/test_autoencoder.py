@@ -4,7 +4,6 @@ is logged, and the docstring examples run."""
 
 from __future__ import annotations
 
-import doctest
 import math
 from functools import partial
 
@@ -12,7 +11,6 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import recon.training.tasks.autoencoder
 from data_tools.phantoms import random_ellipses
 from models import Autoencoder, VariationalAutoencoder, gaussian_elbo
 from recon.training import Trainer
@@ -104,8 +102,3 @@ def test_typos_in_keyword_arguments_raise_type_error():
         VAETask(noise_sdt=0.1)
     with pytest.raises(TypeError, match="beta"):
         AutoencoderTask(beta=1.0)
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(recon.training.tasks.autoencoder)
-    assert result.attempted > 0 and result.failed == 0

@@ -49,7 +49,8 @@ def test_of_two_jobs_racing_for_one_folder_only_the_first_claims_it(tmp_path, mo
 
 
 def test_ranks_above_zero_claim_nothing(tmp_path, monkeypatch):
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29500"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
     claim_output_dir(tmp_path / "run", CFG)
     assert not (tmp_path / "run").exists()

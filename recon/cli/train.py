@@ -28,7 +28,7 @@ from recon.checkpoints import load_trained
 from recon.cli.config import config_dir
 from recon.data import build_split
 from recon.runs.folders import claim_output_dir
-from recon.runs.provenance import write_provenance
+from recon.runs.provenance import record_outcome, write_provenance
 from recon.runs.sweep import run_job
 from recon.training import Trainer, distributed
 from recon.training.tasks import SupervisedTask, as_task
@@ -73,6 +73,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         "lr": _learning_rates(cfg.optim),
         "batch_size": int(cfg.trainer.batch_size),
         "max_steps": int(cfg.trainer.max_steps),
+        "max_time": cfg.trainer.get("max_time"),
     }
     log.info(
         "training %s (%d parameters) for %d steps",
@@ -98,6 +99,12 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         **trainer_cfg,
     )
     result = trainer.fit(resume=bool(cfg.resume))
+    record_outcome(
+        output_dir,
+        steps=result["step"],
+        stopped_by=result["stopped_by"],
+        train_seconds=round(result["train_seconds"], 1),
+    )
     if trainer.distributed:
         result["parameter_spread"] = distributed.parameter_spread(trainer.module)
     result["output_dir"] = str(output_dir)

@@ -41,7 +41,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["PACKAGES", "git_info", "package_versions", "provenance", "write_provenance"]
+__all__ = [
+    "PACKAGES",
+    "git_info",
+    "package_versions",
+    "provenance",
+    "record_outcome",
+    "write_provenance",
+]
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +194,9 @@ def provenance(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None
         "git": git_info(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        # what the CPU kernels use (ATEN_CPU_CAPABILITY=avx2 emulates an AVX2-only machine)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
         "packages": package_versions(),
         "seeds": {
             "seed": cfg.get("seed"),
@@ -200,6 +210,34 @@ def provenance(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None
     if note:
         record["config_note"] = note
     return record
+
+
+def record_outcome(output_dir: str | os.PathLike[str], **outcome: Any) -> Path | None:
+    """Add ``outcome`` (e.g. the steps a time-limited run reached) to the run's
+    ``provenance.json`` under ``"outcome"``; rank 0 only, atomically. Returns the path, or
+    ``None`` when there is no record to add to (ranks > 0, or no provenance written).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from omegaconf import OmegaConf
+    >>> out = tempfile.mkdtemp()
+    >>> _ = write_provenance(OmegaConf.create({"seed": 0}), out)
+    >>> path = record_outcome(out, steps=1200, stopped_by="max_time")
+    >>> json.loads(path.read_text())["outcome"]
+    {'steps': 1200, 'stopped_by': 'max_time'}
+    """
+    from recon.training.distributed import is_main_process
+
+    path = Path(output_dir) / "provenance.json"
+    if not is_main_process() or not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    record["outcome"] = outcome
+    tmp = path.with_name(f".provenance.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
 
 
 def write_provenance(

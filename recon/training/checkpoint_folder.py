@@ -26,16 +26,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
-from recon.checkpoints import atomic_copy, atomic_save, load_weights_file
+from recon.checkpoints import atomic_copy, atomic_save, atomic_write_text, load_weights_file
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
     "REQUIRED_KEYS",
+    "RESUME_INVARIANTS",
     "CheckpointFolder",
     "describe_differences",
+    "prepare_run_folder",
     "read_json",
     "read_training_checkpoint",
 ]
@@ -148,6 +151,61 @@ class CheckpointFolder:
     def _rotate(self) -> None:
         for old in sorted(self._steps())[: -self.keep_last]:
             old.unlink(missing_ok=True)
+
+
+#: Settings that fix the data order; a resumed run must keep them.
+RESUME_INVARIANTS = ("seed", "batch_size", "world_size", "train_size")
+
+
+def prepare_run_folder(
+    out_dir: Path,
+    checkpoints: CheckpointFolder,
+    config: dict[str, Any],
+    *,
+    resume: bool,
+    overwrite: bool,
+) -> Path | None:
+    """Refuse, clear or continue the run in ``out_dir``, then write its ``run.json``.
+
+    Returns the checkpoint to resume from (``None`` for a fresh start). A fresh start into a
+    folder holding a run raises ``FileExistsError`` unless ``overwrite`` (which deletes its
+    checkpoints and logs); a resume whose checkpoint fixes another data order
+    (:data:`RESUME_INVARIANTS`) raises ``RuntimeError``; other changes are logged.
+    """
+    previous = read_json(out_dir / "run.json")
+    has_checkpoints = checkpoints.has_checkpoints()
+    found: tuple[Path, dict[str, Any]] | None = None
+    if resume:
+        found = checkpoints.newest() if has_checkpoints else None
+        if found is None:
+            logger.warning(
+                "resume=True, but %s holds no checkpoint: starting afresh", checkpoints.path
+            )
+    elif previous is not None or has_checkpoints:
+        if not overwrite:
+            what = describe_differences(previous, config) if previous else ""
+            raise FileExistsError(
+                f"{out_dir} already holds a run{what}; pass resume=True to continue it, "
+                "overwrite=True to replace it, or choose another out_dir"
+            )
+        logger.warning("overwrite=True: deleting the previous run in %s", out_dir)
+        shutil.rmtree(checkpoints.path, ignore_errors=True)
+        shutil.rmtree(out_dir / "tb", ignore_errors=True)
+    if found is not None:
+        path, state = found
+        old = state["config"]
+        changed = [k for k in RESUME_INVARIANTS if old.get(k) != config.get(k)]
+        if changed:
+            detail = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in changed)
+            raise RuntimeError(
+                f"cannot resume from {path}: it fixes the data order with other settings ({detail})"
+            )
+        if any(old.get(k) != config.get(k) for k in old.keys() | config.keys()):
+            # e.g. " with a different configuration (max_steps: 100 -> 200)"
+            logger.warning("resuming %s%s", path, describe_differences(old, config))
+    checkpoints.prepare()
+    atomic_write_text(json.dumps(config, indent=2), out_dir / "run.json")
+    return None if found is None else found[0]
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -229,7 +229,13 @@ def init_distributed(
 
 
 def _destroy() -> None:
+    """At exit: all ranks meet, then tear the group down together (a rank that tore down
+    alone while another was still in gloo's shutdown made that one abort, now and then)."""
     if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        except Exception:  # noqa: BLE001 - a peer already gone: tear down regardless
+            log.warning("torch.distributed: no barrier at exit (a rank has already left)")
         dist.destroy_process_group()
 
 

@@ -56,12 +56,27 @@ def make_optimizers(
     return optimizers
 
 
-def lr_schedule(kind: str, *, warmup_steps: int, max_steps: int) -> Callable[[int], float]:
+def lr_schedule(
+    kind: str,
+    *,
+    warmup_steps: int,
+    max_steps: int,
+    budget_used: Callable[[], float] | None = None,
+) -> Callable[[int], float]:
     """The learning-rate factor of the update that follows ``count`` scheduler steps: linear
     warm-up over ``warmup_steps``, then constant or a cosine decay to 0 at ``max_steps``.
 
-    A plain function (not a callable object), so ``LambdaLR.state_dict`` stores nothing of it:
-    a resumed run follows its own ``max_steps``.
+    With ``budget_used`` (the fraction of a time budget spent, in [0, 1]) the decay follows
+    the larger of the two fractions, steps or time, so it reaches 0 at whichever limit comes
+    first. A plain function (not a callable object), so ``LambdaLR.state_dict`` stores nothing
+    of it: a resumed run follows its own limits.
+
+    Example
+    -------
+    >>> half_the_time = lr_schedule("cosine", warmup_steps=0, max_steps=100,
+    ...                             budget_used=lambda: 0.5)
+    >>> round(half_the_time(10), 3)  # 10 % of the steps, but half the time: cos at 0.5
+    0.5
     """
 
     def factor(count: int) -> float:
@@ -70,6 +85,8 @@ def lr_schedule(kind: str, *, warmup_steps: int, max_steps: int) -> Callable[[in
         if kind == "constant":
             return 1.0
         progress = (count - warmup_steps) / max(1, max_steps - warmup_steps)
+        if budget_used is not None:
+            progress = max(progress, budget_used())
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor

@@ -49,6 +49,7 @@ def run_record(trainer: Any, optimizer: Any) -> dict[str, Any]:
             "val_size": None if trainer.val_data is None else len(trainer.val_data),
             "val_indices": trainer.val_indices,
             "max_steps": trainer.max_steps,
+            "max_time": trainer.max_time,
             "batch_size": trainer.batch_size,
             "optimizer": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(optimizer)),
             "scheduler": trainer.scheduler_kind,

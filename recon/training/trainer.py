@@ -54,12 +54,10 @@ Example
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -74,13 +72,13 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from data_tools.metrics import psnr
-from recon.checkpoints import atomic_write_text, rng_state, set_rng_state
-from recon.checks import check_int
+from recon.checkpoints import rng_state, set_rng_state
+from recon.checks import check_int, check_optional_positive
+from recon.training.budget import BudgetClock
 from recon.training.checkpoint_folder import (
     CHECKPOINT_FORMAT_VERSION,
     CheckpointFolder,
-    describe_differences,
-    read_json,
+    prepare_run_folder,
     read_training_checkpoint,
 )
 from recon.training.images import image_grid, mean_ssim
@@ -96,8 +94,6 @@ logger = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
-#: Settings that fix the data order; a resumed run must keep them.
-_RESUME_INVARIANTS = ("seed", "batch_size", "world_size", "train_size")
 _MAX_VAL_IMAGES = 64
 
 
@@ -129,6 +125,12 @@ class Trainer:
         Where ``run.json``, ``checkpoints/`` and ``tb/`` go (the same for every rank).
     max_steps : int
         Number of optimiser steps (at least 1).
+    max_time : float or None
+        A time budget in minutes: training ends when it is spent (a final checkpoint is
+        written), or at ``max_steps``, whichever comes first. The learning-rate decay then
+        follows the larger of the two fractions used (steps, time), so it anneals to zero at
+        the deadline whatever the step rate; a resumed run honours the time that is left.
+        Time-limited runs are not bit-reproducible (the step count depends on the machine).
     batch_size : int
         Samples per step and process (under torch.distributed, each rank takes ``batch_size``).
     optimizer : callable or dict of callables
@@ -136,7 +138,8 @@ class Trainer:
         task with several parameter groups takes one factory per group (a dict with the task's
         group names), or one factory for all of them.
     scheduler : {"cosine", "constant"}
-        Learning-rate factor after the warm-up: cosine decay to 0 at ``max_steps``, or 1.
+        Learning-rate factor after the warm-up: cosine decay to 0 at ``max_steps`` (or at the
+        ``max_time`` deadline, if that comes first), or 1.
     warmup_steps : int
         Linear warm-up: step ``k`` (from 1) of the first ``warmup_steps`` uses ``lr · k /
         warmup_steps``. Must be smaller than ``max_steps``.
@@ -210,6 +213,7 @@ class Trainer:
         predict: Predict | None = None,
         out_dir: str | os.PathLike[str],
         max_steps: int,
+        max_time: float | None = None,
         batch_size: int = 8,
         optimizer: OptimizerFactory | Mapping[str, OptimizerFactory] = partial(  # noqa: B008
             torch.optim.AdamW, lr=1e-3
@@ -249,6 +253,8 @@ class Trainer:
                 f"{type(self.task).__name__} has none"
             )
         self.max_steps = check_int("max_steps", max_steps, minimum=1)
+        self.max_time = check_optional_positive("max_time", max_time)
+        self.clock = BudgetClock(self.max_time)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
         if self.warmup_steps >= self.max_steps:
@@ -330,7 +336,10 @@ class Trainer:
             optimizer, self.group_parameters, task=type(self.task).__name__
         )
         lr_factor = lr_schedule(
-            self.scheduler_kind, warmup_steps=self.warmup_steps, max_steps=self.max_steps
+            self.scheduler_kind,
+            warmup_steps=self.warmup_steps,
+            max_steps=self.max_steps,
+            budget_used=self.clock.used,
         )
         self.schedulers = {
             name: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
@@ -435,8 +444,9 @@ class Trainer:
             step, epoch, position = state["step"], state["epoch"], state["position"]
             best_psnr, last_val = state["best_psnr"], dict(state["last_val"])
             self._restore(state)
+        self.clock.start(0.0 if state is None else float(state.get("elapsed_s", 0.0)))
         last_loss: float | None = None
-        if step >= self.max_steps:
+        if step >= self.max_steps or self.clock.used() >= 1.0:
             logger.info("the run in %s is complete at step %d", self.out_dir, step)
             return self._result(step, best_psnr, last_val, last_loss, started)
 
@@ -445,13 +455,14 @@ class Trainer:
         bar = tqdm(
             total=self.max_steps,
             initial=step,
-            desc="train",
+            desc="train" if self.max_time is None else f"train ({self.max_time:g} min budget)",
             disable=not (self.progress and self.rank == 0),
             dynamic_ncols=True,
         )
         try:
             self.model.train()
-            while step < self.max_steps:
+            done = False
+            while not done:
                 self.sampler.new_epoch(start=position)
                 self._loader_generator.manual_seed(self._epoch_seed(epoch))
                 for batch in self.loader:
@@ -462,7 +473,7 @@ class Trainer:
                     if writer is not None:
                         self._log_step(writer, updates, step)
                         writer.add_scalar("lr", lr, step)
-                    done = step >= self.max_steps
+                    done = step >= self.max_steps or self.clock.tick(self.device) >= 1.0
                     new_best = False
                     if self.val_indices and (step % self.val_every == 0 or done):
                         if self.rank == 0:
@@ -670,6 +681,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "sampler_generator": self.sampler.epoch_state.clone(),
             "rng": states,
+            "elapsed_s": self.clock.elapsed(),
             "best_psnr": best_psnr,
             "last_val": dict(last_val),
             "config": self.config,
@@ -713,43 +725,10 @@ class Trainer:
 
     def _prepare_out_dir(self, resume: bool) -> str | None:
         """Rank 0: refuse or clear an old run, write ``run.json``; the checkpoint to resume."""
-        previous = read_json(self.out_dir / "run.json")
-        has_checkpoints = self.checkpoints.has_checkpoints()
-        found: tuple[Path, dict[str, Any]] | None = None
-        if resume:
-            found = self.checkpoints.newest() if has_checkpoints else None
-            if found is None:
-                logger.warning(
-                    "resume=True, but %s holds no checkpoint: starting afresh", self.ckpt_dir
-                )
-        elif previous is not None or has_checkpoints:
-            if not self.overwrite:
-                what = describe_differences(previous, self.config) if previous else ""
-                raise FileExistsError(
-                    f"{self.out_dir} already holds a run{what}; pass resume=True to continue it, "
-                    "overwrite=True to replace it, or choose another out_dir"
-                )
-            logger.warning("overwrite=True: deleting the previous run in %s", self.out_dir)
-            shutil.rmtree(self.ckpt_dir, ignore_errors=True)
-            shutil.rmtree(self.out_dir / "tb", ignore_errors=True)
-        if found is not None:
-            path, state = found
-            old = state["config"]
-            changed = [k for k in _RESUME_INVARIANTS if old.get(k) != self.config.get(k)]
-            if changed:
-                detail = ", ".join(
-                    f"{k}: {old.get(k)!r} -> {self.config.get(k)!r}" for k in changed
-                )
-                raise RuntimeError(
-                    f"cannot resume from {path}: it fixes the data order with other settings "
-                    f"({detail})"
-                )
-            if any(old.get(k) != self.config.get(k) for k in old.keys() | self.config.keys()):
-                # e.g. " with a different configuration (max_steps: 100 -> 200)"
-                logger.warning("resuming %s%s", path, describe_differences(old, self.config))
-        self.checkpoints.prepare()
-        atomic_write_text(json.dumps(self.config, indent=2), self.out_dir / "run.json")
-        return None if found is None else str(found[0])
+        found = prepare_run_folder(
+            self.out_dir, self.checkpoints, self.config, resume=resume, overwrite=self.overwrite
+        )
+        return None if found is None else str(found)
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["model"])
@@ -791,8 +770,10 @@ class Trainer:
     ) -> dict[str, Any]:
         return {
             "step": step,
+            "stopped_by": "max_steps" if step >= self.max_steps else "max_time",
             "best_psnr": best_psnr,
             "last_val": dict(last_val),
             "last_loss": last_loss,
             "wall_time": time.perf_counter() - started,
+            "train_seconds": self.clock.elapsed(),
         }

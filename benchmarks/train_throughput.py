@@ -23,6 +23,7 @@ from benchmarks.common import RESULTS, write_json
 from data_tools.noise import gaussian_noise
 from data_tools.phantoms import random_ellipses
 from operators import Parallel2D, RayTransform, available_backends
+from recon.training.compilation import compile_networks
 from recon.unrolled import LearnedPrimalDual
 
 PRECISIONS = ("float32", "bfloat16")
@@ -41,11 +42,16 @@ def steps_per_second(
     channels: int,
     steps: int,
     precision: str = "float32",
+    channels_last: bool | None = None,
+    compiled: bool = False,
 ) -> float:
     """Training steps per second of a fresh learned primal-dual with ``backend``.
 
-    ``precision="bfloat16"`` runs the step under bfloat16 autocast with channels-last networks
-    (the trainer's ``amp=true`` with ``model.channels_last=true``); the operator stays float32.
+    ``precision="bfloat16"`` runs the step under bfloat16 autocast (the trainer's ``amp=true``);
+    the operator stays float32. ``channels_last`` (default: on for bfloat16 only, the faster
+    layout of each precision on CPUs with AVX512-BF16) sets the networks' layout, and
+    ``compiled`` compiles them with inductor (:func:`recon.training.compilation.compile_networks`,
+    the trainer's ``compile=true``); the compilation happens in the untimed warm-up steps.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -53,7 +59,10 @@ def steps_per_second(
     y = gaussian_noise(op(x), relative=0.025, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
     low = precision == "bfloat16"
-    model = LearnedPrimalDual(n_iter=n_iter, channels=channels, channels_last=low)
+    layout = low if channels_last is None else channels_last
+    model = LearnedPrimalDual(n_iter=n_iter, channels=channels, channels_last=layout)
+    if compiled:
+        compile_networks(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step() -> None:
@@ -63,7 +72,9 @@ def steps_per_second(
         loss.backward()
         opt.step()
 
-    step()  # warm-up: builds the operator (matrix export or cache load), caches ‖A‖
+    step()  # warm-up: builds the operator (matrix export or cache load), caches ‖A‖, compiles
+    if compiled:
+        step()  # the backward graph of a compiled network is compiled on its first backward
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -102,6 +113,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--amp", action="store_true", help="also time bfloat16 autocast with channels-last nets"
     )
     parser.add_argument(
+        "--backends", default="matrix,astra,odl", help="comma-separated backends to time"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also study compiled vs eager networks in both layouts (matrix backend)",
+    )
+    parser.add_argument(
         "--out", default=str(RESULTS / "train_throughput" / "train_throughput.json")
     )
     args = parser.parse_args(argv)
@@ -119,7 +138,7 @@ def measure(
     precisions = PRECISIONS if args.amp else PRECISIONS[:1]
     rates: dict[str, dict[str, float]] = {p: {} for p in precisions}
     operator_ms: dict[str, float] = {}
-    for backend in ("matrix", "astra", "odl"):
+    for backend in args.backends.split(","):
         if backend not in available_backends():
             continue
         operator_ms[backend] = operator_ms_per_step(backend, x, n_iter=args.n_iter)
@@ -135,6 +154,67 @@ def measure(
             rates[precision][backend] = rate
             print(f"{backend}, {precision}: {rate:.3f} steps/s", flush=True)
     return rates, operator_ms
+
+
+def compile_study(
+    args: argparse.Namespace, x: torch.Tensor, precisions: tuple[str, ...]
+) -> list[dict]:
+    """Steps per second of eager and compiled networks, contiguous and channels-last, with the
+    matrix backend, in each precision: one record per variant, timed in turns."""
+    records = []
+    for precision in precisions:
+        for channels_last in (False, True):
+            for compiled in (False, True):
+                rate = steps_per_second(
+                    "matrix",
+                    x,
+                    n_iter=args.n_iter,
+                    channels=args.channels,
+                    steps=args.steps,
+                    precision=precision,
+                    channels_last=channels_last,
+                    compiled=compiled,
+                )
+                records.append(
+                    {
+                        "precision": precision,
+                        "channels_last": channels_last,
+                        "compiled": compiled,
+                        "steps_per_second": rate,
+                    }
+                )
+                print(f"matrix, {precision}, channels_last={channels_last}, "
+                      f"compiled={compiled}: {rate:.3f} steps/s", flush=True)  # fmt: skip
+    return records
+
+
+def report_compile_study(records: list[dict]) -> None:
+    """Print the compile study with each variant's speed-up over eager contiguous float32."""
+    base = next(
+        r["steps_per_second"]
+        for r in records
+        if r["precision"] == "float32" and not r["channels_last"] and not r["compiled"]
+    )
+    print(
+        "\ncompiled vs eager networks (matrix backend)\n"
+        "| precision | layout | networks | steps/s | × eager same layout | × eager float32 |\n"
+        "|---|---|---|---:|---:|---:|"
+    )
+    for r in records:
+        eager = next(
+            e["steps_per_second"]
+            for e in records
+            if e["precision"] == r["precision"]
+            and e["channels_last"] == r["channels_last"]
+            and not e["compiled"]
+        )
+        layout = "channels-last" if r["channels_last"] else "contiguous"
+        networks = "compiled" if r["compiled"] else "eager"
+        rate = r["steps_per_second"]
+        print(
+            f"| {r['precision']} | {layout} | {networks} | {rate:.3f} | {rate / eager:.2f} "
+            f"| {rate / base:.2f} |"
+        )
 
 
 def report(
@@ -189,8 +269,15 @@ def report(
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; returns the JSON-able results."""
     args = parse_args(argv)
+    print(f"CPU capability: {torch.backends.cpu.get_cpu_capability()}", flush=True)
     rates, operator_ms = measure(args)
     result = report(args, rates, operator_ms)
+    result["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    if args.compile:
+        x = random_ellipses((128, 128), n=args.batch, generator=torch.Generator().manual_seed(0))
+        records = compile_study(args, x[:, None], tuple(rates))
+        report_compile_study(records)
+        result["compile_study"] = records
     write_json(result, args.out)
     return result
 

@@ -60,3 +60,30 @@ def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be one of"):
         steps_per_second("matrix", torch.zeros(1, 1, 128, 128), n_iter=1, channels=2, steps=1,
                          precision="float16")  # fmt: skip
+
+
+def test_compile_study_times_every_layout_and_compile_setting(tmp_path, capsys, monkeypatch):
+    from recon.training.compilation import compile_networks
+
+    # the eager compiler backend checks the wiring without minutes of code generation
+    monkeypatch.setattr(
+        bench_train, "compile_networks", lambda model: compile_networks(model, backend="eager")
+    )
+    out = tmp_path / "throughput.json"
+    argv = ["--steps", "1", "--n-iter", "1", "--channels", "4", "--batch", "1"]
+    result = main([*argv, "--backends", "matrix", "--compile", "--out", str(out)])
+    records = result["compile_study"]
+    assert [(r["channels_last"], r["compiled"]) for r in records] == [
+        (False, False),
+        (False, True),
+        (True, False),
+        (True, True),
+    ]
+    assert all(r["precision"] == "float32" and r["steps_per_second"] > 0 for r in records)
+    assert result["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert json.loads(out.read_text())["compile_study"] == records
+    table = capsys.readouterr().out
+    base = records[0]["steps_per_second"]
+    for r in records[1:]:
+        assert f"| {r['steps_per_second']:.3f} |" in table
+        assert f"| {r['steps_per_second'] / base:.2f} |" in table

@@ -6,7 +6,8 @@ Rooms:
   compositions, ``MatrixOperator`` and the ``OperatorLike`` protocol;
 - ``testing``: ``check_adjoint`` and ``check_autograd``, for our operators and users' own;
 - ``counting``: ``CountingOperator``, which counts the images an operator was applied to;
-- ``ct``: CT geometries and ``RayTransform`` with its ASTRA, system-matrix and ODL backends;
+- ``ct``: CT geometries (circular and per-view vector ones) and ``RayTransform`` with its ASTRA,
+  system-matrix and ODL backends;
 - ``resample``: upsampling, detector binning and the supersampled (accurate) ray transform;
 - ``pat``: photoacoustic forward models (k-space time stepper, exact line model, Fourier
   regridding);
@@ -37,8 +38,10 @@ from operators.ct import (
     BACKENDS,
     ConeBeam3D,
     FanBeam2D,
+    FanVec2D,
     Parallel2D,
     Parallel3D,
+    ParallelVec2D,
     RayTransform,
     available_backends,
 )
@@ -77,6 +80,7 @@ __all__ = [
     "ConeBeam3D",
     "CountingOperator",
     "FanBeam2D",
+    "FanVec2D",
     "IdentityOperator",
     "KSpaceSmoothing",
     "KSpaceWave",
@@ -91,6 +95,7 @@ __all__ = [
     "PATGrid",
     "Parallel2D",
     "Parallel3D",
+    "ParallelVec2D",
     "RayTransform",
     "ScaledOperator",
     "SensorMask",

@@ -10,6 +10,9 @@ Subclasses implement two methods on a *flat batch* (one leading dimension):
 - ``_matvec(x)``: ``(B, *domain_shape) -> (B, *range_shape)``
 - ``_rmatvec(y)``: ``(B, *range_shape) -> (B, *domain_shape)``, the adjoint.
 
+Numpy arrays (and nested lists) are accepted too and give numpy arrays back, computed on the CPU
+through the same torch path (see :meth:`LinearOperator.forward`).
+
 Operators whose ``_matvec`` is not differentiable torch code (ASTRA, ODL, ...) leave
 ``native_autograd = False``; they are then run through one :class:`torch.autograd.Function` whose
 backward applies the adjoint. Operators written in torch set ``native_autograd = True`` and autograd
@@ -33,6 +36,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -79,6 +83,40 @@ def as_shape(shape: int | Sequence[int], *, name: str = "shape") -> Shape:
     if any(s <= 0 for s in out) or any(int(s) != s for s in shape):
         raise ValueError(f"{name} must contain positive integers, got {tuple(shape)!r}")
     return out
+
+
+def as_torch(x) -> tuple[torch.Tensor, bool]:
+    """``(x as a tensor, whether it was not one)``: numpy arrays and array-likes become CPU tensors.
+
+    Tensors pass through unchanged. Floating numpy arrays keep their dtype (memory is shared when
+    it can be); integer and boolean arrays and nested lists of numbers become float32, the
+    default of operators. Complex or non-numeric input raises ``TypeError``.
+
+    Example
+    -------
+    >>> as_torch(np.zeros((2, 3)))[0].dtype, as_torch([1, 2])[0].dtype
+    (torch.float64, torch.float32)
+    """
+    if isinstance(x, torch.Tensor):
+        return x, False
+    try:
+        array = np.asarray(x)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"expected a torch.Tensor or a numpy array, got {type(x).__name__}"
+        ) from error
+    if array.dtype.kind not in "fiub":
+        raise TypeError(
+            f"expected real numbers (a torch.Tensor or a numpy array), got {type(x).__name__} of "
+            f"dtype {array.dtype}"
+        )
+    if array.dtype.kind != "f":
+        array = array.astype(np.float32)
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    if not array.flags.writeable:  # torch.from_numpy warns on read-only memory
+        array = array.copy()
+    return torch.from_numpy(np.ascontiguousarray(array)), True
 
 
 class _ApplyLinear(torch.autograd.Function):
@@ -158,14 +196,27 @@ class LinearOperator(nn.Module):
         """Alias of :attr:`T`."""
         return self.T
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
         """Apply the operator to ``x`` of shape ``(*batch, *domain_shape)``.
 
         Under :func:`torch.autocast` (mixed-precision training) the operator runs with autocast
         off, and a float16/bfloat16 ``x`` it does not accept is cast to float32 first: the
         physics stays exact and ``op.T`` stays its adjoint, while the networks around it run in
         low precision. Outside autocast a dtype outside ``dtypes`` raises ``TypeError``.
+
+        A numpy array (or nested list) gives a numpy array: float32 and float64 keep their dtype,
+        integers and booleans are read as float32 (see :func:`as_torch`). It is computed on the
+        CPU by the same code as a tensor, and detached (no autograd through numpy).
+
+        Example
+        -------
+        >>> A = MatrixOperator(torch.eye(2, dtype=torch.float64))
+        >>> A(np.array([1.0, 2.0]))
+        array([1., 2.])
         """
+        if not isinstance(x, torch.Tensor):
+            tensor, _ = as_torch(x)
+            return self.forward(tensor).detach().cpu().numpy()
         if isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type):
             if x.dtype in _HALF_DTYPES and x.dtype not in self.dtypes:
                 x = x.float()
@@ -184,7 +235,10 @@ class LinearOperator(nn.Module):
 
     def _check_input(self, x: torch.Tensor, shape: Shape, space: str) -> Shape:
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{type(self).__name__} expects a torch.Tensor, got {type(x).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} expects a torch.Tensor or a numpy array, "
+                f"got {type(x).__name__}"
+            )
         if x.dtype not in self.dtypes:
             kind = (
                 "complex"

@@ -6,6 +6,11 @@
   on the tensor's own memory (DLPack), spreading the batch over threads (ASTRA releases the GIL).
 - :class:`AstraCUDA` maps the geometry to ASTRA's 3D CUDA geometries (2D as one slice) and calls
   ``astra.experimental.direct_FP3D``/``direct_BP3D`` on the CUDA tensors themselves.
+
+2D geometries with a detector or rotation offset, and the vector geometries, go through ASTRA's
+vector geometries (``parallel_vec``/``fanflat_vec`` on CPU, ``parallel3d_vec``/``cone_vec`` on
+CUDA) built from ``geometry.to_vectors()``; ASTRA's CPU ``linear`` and ``line_fanflat`` projectors
+accept both forms, so the projector is the same either way.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from operators.ct.geometry import FanBeam2D, Parallel2D, Parallel3D
+from operators.ct.geometry import Parallel2D, Parallel3D
+from operators.ct.vector_geometry import GEOMETRIES_2D, FanVec2D, ParallelVec2D
 
 
 def import_astra():
@@ -58,22 +64,50 @@ def _extent(n: int, size: float) -> tuple[float, float]:
     return -half, half
 
 
-def astra_geometries_2d(geometry: Parallel2D | FanBeam2D) -> tuple[dict, dict, str]:
+def uses_vectors(geometry) -> bool:
+    """True when ASTRA gets ``geometry`` as a vector geometry: offsets or one pose per view.
+
+    Example
+    -------
+    >>> uses_vectors(Parallel2D(16, 4)), uses_vectors(Parallel2D(16, 4, detector_offset=0.5))
+    (False, True)
+    """
+    if isinstance(geometry, (ParallelVec2D, FanVec2D)):
+        return True
+    return bool(
+        getattr(geometry, "detector_offset", 0.0) or getattr(geometry, "rotation_offset", 0.0)
+    )
+
+
+def is_parallel(geometry) -> bool:
+    """True for the parallel-beam geometries (circular or vector, 2D or 3D)."""
+    return isinstance(geometry, (Parallel2D, ParallelVec2D, Parallel3D))
+
+
+def astra_geometries_2d(geometry) -> tuple[dict, dict, str]:
     """ASTRA 2D volume and projection geometries and the CPU projector type for ``geometry``.
 
     Parallel beam uses the ``linear`` (Joseph) projector, fan beam ``line_fanflat``: the
-    same choices as ODL's ``astra_cpu`` backend.
+    same choices as ODL's ``astra_cpu`` backend. Offsets and vector geometries become
+    ``parallel_vec``/``fanflat_vec`` (see :func:`uses_vectors`).
     """
     astra = import_astra()
+    if not isinstance(geometry, GEOMETRIES_2D):
+        raise ValueError(f"not a 2D CT geometry: {type(geometry).__name__}")
     H, W = geometry.image_shape
     ps = geometry.pixel_size
     vol = astra.create_vol_geom(H, W, *_extent(W, ps), *_extent(H, ps))
+    kind = "linear" if is_parallel(geometry) else "line_fanflat"
+    if uses_vectors(geometry):
+        name = "parallel_vec" if is_parallel(geometry) else "fanflat_vec"
+        proj = astra.create_proj_geom(name, geometry.n_detectors, geometry.to_vectors())
+        return vol, proj, kind
     angles = geometry.angles_array
     if isinstance(geometry, Parallel2D):
         proj = astra.create_proj_geom(
             "parallel", geometry.detector_spacing, geometry.n_detectors, angles
         )
-        return vol, proj, "linear"
+        return vol, proj, kind
     proj = astra.create_proj_geom(
         "fanflat",
         geometry.detector_spacing,
@@ -82,7 +116,23 @@ def astra_geometries_2d(geometry: Parallel2D | FanBeam2D) -> tuple[dict, dict, s
         geometry.source_distance,
         geometry.detector_distance,
     )
-    return vol, proj, "line_fanflat"
+    return vol, proj, kind
+
+
+def vectors_3d(geometry) -> np.ndarray:
+    """ASTRA ``parallel3d_vec``/``cone_vec`` rows ``(n_angles, 12)`` of a 2D geometry seen as
+    one slice of thickness ``pixel_size`` (the ``z`` components are zero, ``v = (0, 0, ps)``).
+
+    Example
+    -------
+    >>> vectors_3d(Parallel2D(16, angles=[0.0], detector_offset=2.0))[0].tolist()
+    [0.0, -1.0, 0.0, 2.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    """
+    vec2 = geometry.to_vectors()
+    out = np.zeros((vec2.shape[0], 12))
+    out[:, [0, 1, 3, 4, 6, 7]] = vec2
+    out[:, 11] = geometry.pixel_size
+    return out
 
 
 def astra_geometries_3d(geometry) -> tuple[dict, dict]:
@@ -91,11 +141,14 @@ def astra_geometries_3d(geometry) -> tuple[dict, dict]:
     ASTRA's projection data are laid out ``(det_rows, n_angles, det_cols)``.
     """
     astra = import_astra()
-    angles = geometry.angles_array
-    if isinstance(geometry, (Parallel2D, FanBeam2D)):
+    if isinstance(geometry, GEOMETRIES_2D):
         H, W = geometry.image_shape
         ps = geometry.pixel_size
         vol = astra.create_vol_geom(H, W, 1, *_extent(W, ps), *_extent(H, ps), *_extent(1, ps))
+        if uses_vectors(geometry):
+            name = "parallel3d_vec" if is_parallel(geometry) else "cone_vec"
+            proj = astra.create_proj_geom(name, 1, geometry.n_detectors, vectors_3d(geometry))
+            return vol, proj
         spacing = (geometry.detector_spacing, ps)  # (col spacing, row spacing)
         rows, cols = 1, geometry.n_detectors
     else:
@@ -104,7 +157,8 @@ def astra_geometries_3d(geometry) -> tuple[dict, dict]:
         vol = astra.create_vol_geom(H, W, D, *_extent(W, vs), *_extent(H, vs), *_extent(D, vs))
         spacing = (geometry.detector_spacing[1], geometry.detector_spacing[0])
         rows, cols = geometry.detector_shape
-    if isinstance(geometry, (Parallel2D, Parallel3D)):
+    angles = geometry.angles_array
+    if is_parallel(geometry):
         proj = astra.create_proj_geom("parallel3d", *spacing, rows, cols, angles)
     else:
         proj = astra.create_proj_geom(
@@ -129,15 +183,16 @@ class AstraCPU2D:
     Parameters
     ----------
     geometry
-        A :class:`Parallel2D` or :class:`FanBeam2D`.
+        A 2D geometry: :class:`Parallel2D`, :class:`FanBeam2D`, :class:`ParallelVec2D` or
+        :class:`FanVec2D`.
     threads
         Python threads over the batch (ASTRA releases the GIL); default: torch's thread count.
     """
 
     name = "astra"
 
-    def __init__(self, geometry: Parallel2D | FanBeam2D, *, threads: int | None = None) -> None:
-        if not isinstance(geometry, (Parallel2D, FanBeam2D)):
+    def __init__(self, geometry, *, threads: int | None = None) -> None:
+        if not isinstance(geometry, GEOMETRIES_2D):
             raise ValueError(
                 f"ASTRA's CPU projectors are 2D only; {type(geometry).__name__} needs a GPU "
                 "(CUDA tensors) with the 'astra' backend"
@@ -226,7 +281,7 @@ class AstraCUDA:
         vol, proj = astra_geometries_3d(geometry)
         self.vol_shape = (vol["GridSliceCount"], vol["GridRowCount"], vol["GridColCount"])
         rows = proj["DetectorRowCount"]
-        self.proj_shape = (rows, len(geometry.angles), proj["DetectorColCount"])
+        self.proj_shape = (rows, geometry.n_angles, proj["DetectorColCount"])
         self.projector_id = astra.create_projector("cuda3d", proj, vol)
         self._finalizer = weakref.finalize(self, astra.projector.delete, self.projector_id)
         self._sync = sync
@@ -273,4 +328,7 @@ __all__ = [
     "astra_geometries_2d",
     "astra_geometries_3d",
     "import_astra",
+    "is_parallel",
+    "uses_vectors",
+    "vectors_3d",
 ]

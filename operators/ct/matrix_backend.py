@@ -12,6 +12,18 @@ projection of a random image agrees with ASTRA; anything else is logged, naming 
 rebuilt. Files are written to a temporary name and renamed atomically, under a file lock, so
 concurrent processes never see a partial file, and reading needs no lock, so a read-only cache
 works. A cache that cannot be written is not fatal: the matrix is built in memory, with a warning.
+
+Every build is logged with the file's size, the build time and the path. It is logged at INFO,
+and at WARNING when it took more than :data:`NOTICE_SECONDS` (2 s) or wrote more than
+:data:`NOTICE_BYTES` (50 MiB): Python shows only WARNING and above unless the application
+configures logging, and a script that silently spends seconds and leaves hundreds of MB in the
+user's cache is what a user should hear about once. Logging, rather than ``print`` or
+``warnings.warn``, lets a user silence it (``logging.getLogger("operators.ct").setLevel(
+logging.ERROR)``) and is not deduplicated per call site. Routine small builds stay at INFO.
+
+The folder is capped (``$TOMOLEARN_CACHE_MAX_BYTES``, default 2 GiB; least recently used files
+are deleted after a build, never the one just built) and can be inspected and cleared with
+:mod:`operators.ct.matrix_cache` (``python -m operators.ct.matrix_cache [--clear]``).
 """
 
 from __future__ import annotations
@@ -22,14 +34,21 @@ import logging
 import math
 import os
 import tempfile
+import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from operators.ct.geometry import FanBeam2D, Parallel2D
+from operators.ct.vector_geometry import GEOMETRIES_2D
+
+if TYPE_CHECKING:
+    from operators.ct.matrix_cache import CacheEntry
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +61,11 @@ CHUNK_BYTES = 8 * 1024**2
 #: Largest disagreement with ASTRA, relative to the largest value, of a cached matrix on load
 #: (measured: below 2e-6 up to 256²).
 SPOT_CHECK_RTOL = 1e-4
+#: A build slower than this (seconds), or a file larger than :data:`NOTICE_BYTES`, is announced
+#: at WARNING level, which Python shows by default; smaller ones are logged at INFO.
+NOTICE_SECONDS = 2.0
+#: See :data:`NOTICE_SECONDS`.
+NOTICE_BYTES = 50 * 1024**2
 
 
 def default_cache_dir() -> Path:
@@ -231,14 +255,78 @@ def _writable(directory: Path) -> OSError | None:
 def _load_checked(
     path: Path, geometry: Parallel2D | FanBeam2D, key: str, shape: tuple[int, int]
 ) -> sp.csr_matrix | None:
-    """The verified matrix in ``path``, or ``None`` (logged, naming the file) if it fails."""
+    """The verified matrix in ``path`` (then marked as used), or ``None`` (logged, naming the
+    file) if it fails."""
     try:
         matrix = load_matrix(path, key=key, shape=shape)
         check_against_astra(matrix, geometry)
+    except FileNotFoundError:
+        log.info("system-matrix cache %s was deleted meanwhile (evicted?); rebuilding", path)
+        return None
     except Exception as err:  # noqa: BLE001 - any unreadable or untrusted file is rebuilt
         log.warning("system-matrix cache %s is unreadable or untrusted (%s); rebuilding", path, err)
         return None
+    from operators.ct.matrix_cache import mark_used
+
+    mark_used(path)
     return matrix
+
+
+def _describe(geometry: Parallel2D | FanBeam2D) -> str:
+    h, w = geometry.image_shape
+    return (
+        f"{type(geometry).__name__} {h}x{w}, {geometry.n_angles} angles, "
+        f"{geometry.n_detectors} detectors"
+    )
+
+
+def _build(geometry: Parallel2D | FanBeam2D) -> tuple[sp.csr_matrix, float]:
+    from operators.ct.astra_backend import AstraCPU2D
+
+    start = time.perf_counter()
+    matrix = AstraCPU2D(geometry, threads=1).system_matrix()
+    return matrix, time.perf_counter() - start
+
+
+def report_build(
+    path: Path,
+    geometry: Parallel2D | FanBeam2D,
+    *,
+    seconds: float,
+    nbytes: int,
+    evicted: Sequence[CacheEntry] = (),
+) -> None:
+    """Log that ``path`` (``nbytes``) was built for ``geometry`` in ``seconds``, with the cache's
+    total and the files ``evicted`` to make room; at WARNING when slow or large (module
+    docstring), else INFO.
+
+    Example
+    -------
+    >>> import tempfile                                      # INFO: nothing shown by default
+    >>> report_build(Path(tempfile.mkdtemp()) / "m.npz", Parallel2D((8, 8), n_angles=4),
+    ...              seconds=0.1, nbytes=1234)
+    """
+    from operators.ct.matrix_cache import cache_info, format_bytes
+
+    info = cache_info(path.parent)
+    cap = "no cap" if info.max_bytes is None else f"cap {format_bytes(info.max_bytes)}"
+    freed = ""
+    if evicted:
+        total = format_bytes(sum(e.nbytes for e in evicted))
+        freed = f"; deleted {len(evicted)} least recently used files ({total}) to stay under it"
+    level = logging.WARNING if seconds > NOTICE_SECONDS or nbytes > NOTICE_BYTES else logging.INFO
+    log.log(
+        level,
+        "built the system matrix of %s in %.1f s: %s written to %s (the cache holds %s, %s%s; "
+        "inspect or clear it with `python -m operators.ct.matrix_cache [--clear]`)",
+        _describe(geometry),
+        seconds,
+        format_bytes(nbytes),
+        path,
+        format_bytes(info.total_bytes),
+        cap,
+        freed,
+    )
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:
@@ -258,6 +346,11 @@ def load_or_build(geometry: Parallel2D | FanBeam2D, *, directory: Path | None = 
     Builders serialise on a file lock, and each write is atomic (temporary file +
     ``os.replace``), so a reader never sees a partial file.
 
+    A build is logged with its size, time and path (:func:`report_build`); then the least
+    recently used files are deleted while the folder exceeds its cap
+    (:func:`operators.ct.matrix_cache.evict`), never the file just built. A file loaded is marked
+    as used.
+
     If the cache folder cannot be written, the matrix is built in memory for this process, with
     one warning saying how to fix it (``TOMOLEARN_CACHE_DIR`` or ``cache_directory``).
 
@@ -269,9 +362,11 @@ def load_or_build(geometry: Parallel2D | FanBeam2D, *, directory: Path | None = 
     """
     from filelock import FileLock
 
-    from operators.ct.astra_backend import AstraCPU2D
+    # Imported here: ``python -m operators.ct.matrix_cache`` must find it not yet imported.
+    from operators.ct.matrix_cache import evict, max_cache_bytes
 
     directory = default_cache_dir() if directory is None else Path(directory)
+    max_cache_bytes()  # a malformed $TOMOLEARN_CACHE_MAX_BYTES fails before a long build
     key = cache_key(geometry)
     path = directory / f"{key}.npz"
     rows = geometry.n_angles * geometry.n_detectors
@@ -289,11 +384,15 @@ def load_or_build(geometry: Parallel2D | FanBeam2D, *, directory: Path | None = 
                     matrix = _load_checked(path, geometry, key, expected)
                     if matrix is not None:
                         return matrix
-                matrix = AstraCPU2D(geometry, threads=1).system_matrix()
+                matrix, seconds = _build(geometry)
                 save_matrix(path, matrix, meta={"key": key, "geometry": geometry.to_dict()})
-                return matrix
+                nbytes = path.stat().st_size
         except OSError as error:
             problem = error
+        else:
+            evicted = evict(directory, keep=path)
+            report_build(path, geometry, seconds=seconds, nbytes=nbytes, evicted=evicted)
+            return matrix
     warnings.warn(
         f"the system-matrix cache {directory} cannot be written ({problem}); building the "
         "matrix in memory for this process. Set TOMOLEARN_CACHE_DIR (or cache_directory) to a "
@@ -301,7 +400,9 @@ def load_or_build(geometry: Parallel2D | FanBeam2D, *, directory: Path | None = 
         RuntimeWarning,
         stacklevel=2,
     )
-    return AstraCPU2D(geometry, threads=1).system_matrix()
+    matrix, seconds = _build(geometry)
+    log.info("built the system matrix of %s in memory in %.1f s", _describe(geometry), seconds)
+    return matrix
 
 
 def _torch_csr(matrix: sp.csr_matrix) -> torch.Tensor:
@@ -342,7 +443,7 @@ class SparseMatrix2D:
         chunk_size: int | None = None,
         cache_directory: str | os.PathLike | None = None,
     ) -> None:
-        if not isinstance(geometry, (Parallel2D, FanBeam2D)):
+        if not isinstance(geometry, GEOMETRIES_2D):
             raise ValueError(
                 f"the 'matrix' backend is 2D only; {type(geometry).__name__} is not supported"
             )

@@ -7,6 +7,10 @@ per call from the input's device:
 - CPU tensor, 2D → ``matrix`` if matrix + transpose fit in ``matrix_max_bytes``, else ``astra``;
 - CPU tensor, 3D → error: ASTRA's 3D projectors need a GPU.
 
+The same holds for the vector geometries (:class:`~operators.ParallelVec2D`,
+:class:`~operators.FanVec2D`) and for 2D geometries with offsets; the ``odl`` backend supports
+neither the vector geometries nor a parallel-beam ``detector_offset`` and says so on construction.
+
 Example
 -------
 >>> import torch
@@ -29,6 +33,10 @@ import torch
 from operators.base import LinearOperator
 from operators.ct import astra_backend, matrix_backend, odl_backend
 from operators.ct.geometry import ConeBeam3D, FanBeam2D, Parallel2D, Parallel3D
+from operators.ct.vector_geometry import GEOMETRIES_2D, FanVec2D, ParallelVec2D
+
+#: Every geometry a RayTransform accepts.
+GEOMETRIES = (*GEOMETRIES_2D, Parallel3D, ConeBeam3D)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +73,8 @@ class RayTransform(LinearOperator):
     Parameters
     ----------
     geometry
-        :class:`Parallel2D`, :class:`FanBeam2D`, :class:`Parallel3D` or :class:`ConeBeam3D`.
+        :class:`Parallel2D`, :class:`FanBeam2D`, :class:`ParallelVec2D`, :class:`FanVec2D`,
+        :class:`Parallel3D` or :class:`ConeBeam3D`.
     backend
         ``"auto"``, ``"astra"``, ``"matrix"`` or ``"odl"``; see :func:`available_backends`.
     matrix_max_bytes
@@ -79,12 +88,13 @@ class RayTransform(LinearOperator):
 
     Inputs are ``(*batch, *geometry.domain_shape)`` tensors, float32 or float64 (ASTRA computes in
     float32), on CPU or GPU; outputs are ``(*batch, *geometry.range_shape)`` in the input's dtype
-    and on its device. ``x.grad`` after ``A(x).backward(y)`` is ``A.T(y)``.
+    and on its device. ``x.grad`` after ``A(x).backward(y)`` is ``A.T(y)``. A numpy array gives a
+    numpy array (see :meth:`~operators.LinearOperator.forward`).
     """
 
     def __init__(
         self,
-        geometry: Parallel2D | FanBeam2D | Parallel3D | ConeBeam3D,
+        geometry: Parallel2D | FanBeam2D | ParallelVec2D | FanVec2D | Parallel3D | ConeBeam3D,
         *,
         backend: str = "auto",
         matrix_max_bytes: int = matrix_backend.DEFAULT_MAX_BYTES,
@@ -92,9 +102,9 @@ class RayTransform(LinearOperator):
         chunk_size: int | None = None,
         cache_directory: str | None = None,
     ) -> None:
-        if not isinstance(geometry, (Parallel2D, FanBeam2D, Parallel3D, ConeBeam3D)):
+        if not isinstance(geometry, GEOMETRIES):
             raise TypeError(
-                "geometry must be Parallel2D, FanBeam2D, Parallel3D or ConeBeam3D, "
+                f"geometry must be one of {', '.join(g.__name__ for g in GEOMETRIES)}, "
                 f"got {type(geometry).__name__}"
             )
         if backend not in BACKENDS and backend != "auto":
@@ -111,6 +121,8 @@ class RayTransform(LinearOperator):
                 f"backend {backend!r} supports 2D geometries only; use 'astra' (CUDA) for "
                 f"{type(geometry).__name__}"
             )
+        if backend == "odl":
+            odl_backend.check_supported(geometry)
         super().__init__(geometry.domain_shape, geometry.range_shape)
         self.geometry = geometry
         self.backend = backend

@@ -6,7 +6,8 @@
 - :class:`LineSensorRegridding`: the fast approximate model ``Ã`` (Fourier regridding);
 - :class:`KSpaceSmoothing`: k-space Blackman smoothing of ``p0``;
 - value objects :class:`PATGrid`, :class:`Medium`, :class:`TimeGrid`, :class:`SensorMask`,
-  :class:`SensorPoints`.
+  :class:`SensorPoints` (``SensorPoints.circle``: ring and arc arrays, as k-Wave's
+  ``makeCartCircle``).
 
 Example
 -------

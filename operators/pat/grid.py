@@ -320,11 +320,106 @@ class SensorPoints:
             raise ValueError("sensor points must be finite")
         object.__setattr__(self, "points", _readonly(pts))
 
+    @classmethod
+    def circle(
+        cls,
+        radius: float,
+        n: int,
+        *,
+        arc: float = 2 * math.pi,
+        start_angle: float = 0.0,
+        centre: Sequence[float] = (0.0, 0.0),
+        grid: PATGrid | None = None,
+    ) -> SensorPoints:
+        """``n`` points evenly spaced on a circle or an arc in 2D: a ring or arc array
+        (k-Wave's ``makeCartCircle``).
+
+        Point ``k`` lies at angle ``θ_k = start_angle + k·Δθ`` (radians), at
+        ``centre + radius·(cos θ_k, sin θ_k)`` mm: the angle is measured from the depth axis
+        ``x`` (axis 0) towards ``y`` (axis 1). As in ``makeCartCircle``, a full circle
+        (``arc = 2π``) has ``Δθ = 2π/n`` and no duplicated end point, and a partial arc has
+        ``Δθ = arc/(n − 1)``, so both of its ends carry a sensor (one sensor sits at
+        ``start_angle``). k-Wave's ``makeCartCircle(radius, n, centre, arc)`` gives the same
+        set of points (in metres, and in another order) as
+        ``circle(radius, n, arc=arc, start_angle=3π/2 - arc, centre=centre)``.
+
+        Parameters
+        ----------
+        radius : float
+            Radius in mm, > 0.
+        n : int
+            Number of sensors, ≥ 1 (≥ 2 for a partial arc).
+        arc : float
+            Opening angle in **radians**, in (0, 2π]; ``2π`` (the default) is a full ring.
+            Use ``math.radians`` for degrees: values above 2π are refused.
+        start_angle : float
+            Angle of the first sensor in **radians**, in [−2π, 2π].
+        centre : (float, float)
+            Centre of the circle in mm (grid coordinates: the grid is centred on the origin).
+        grid : PATGrid, optional
+            When given, every point must lie inside it (:meth:`check_grid`), so that a ring too
+            large for the grid is refused here rather than by the operator.
+
+        Raises
+        ------
+        ValueError
+            For a non-positive radius, ``n < 1`` (or ``n < 2`` on a partial arc), an angle
+            outside the ranges above (say, degrees), or points outside ``grid``.
+
+        Example
+        -------
+        >>> ring = SensorPoints.circle(2.0, 4)                       # 2 mm, every 90°
+        >>> np.round(ring.points, 12) + 0.0
+        array([[ 2.,  0.],
+               [ 0.,  2.],
+               [-2.,  0.],
+               [ 0., -2.]])
+        >>> arc = SensorPoints.circle(1.0, 3, arc=math.pi, start_angle=-math.pi / 2)
+        >>> np.round(arc.points, 12) + 0.0                           # both ends included
+        array([[ 0., -1.],
+               [ 1.,  0.],
+               [ 0.,  1.]])
+        """
+        radius = _positive("radius", radius, "mm")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n (the number of sensors) must be an int >= 1, got {n!r}")
+        n = int(n)
+        two_pi = 2 * math.pi
+        try:
+            arc, start_angle = float(arc), float(start_angle)
+        except (TypeError, ValueError) as err:
+            raise ValueError("arc and start_angle must be numbers (radians)") from err
+        if not (0 < arc <= two_pi * (1 + 1e-12)):
+            raise ValueError(
+                f"arc must lie in (0, 2π] radians, got {arc:g}; for an angle in degrees pass "
+                f"math.radians({arc:g})"
+            )
+        if not (math.isfinite(start_angle) and abs(start_angle) <= two_pi * (1 + 1e-12)):
+            raise ValueError(
+                f"start_angle must lie in [-2π, 2π] radians, got {start_angle:g}; for an angle "
+                f"in degrees pass math.radians({start_angle:g})"
+            )
+        full = math.isclose(arc, two_pi, rel_tol=1e-12)
+        if not full and n < 2:
+            raise ValueError(f"a partial arc needs n >= 2 sensors (one at each end), got {n}")
+        centre = np.asarray(_as_numpy(centre), dtype=np.float64)
+        if centre.shape != (2,) or not np.all(np.isfinite(centre)):
+            raise ValueError(f"centre must be two finite numbers (mm), got {centre!r}")
+        step = two_pi / n if full else arc / (n - 1)
+        theta = start_angle + step * np.arange(n)
+        points = centre + radius * np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+        sensor = cls(points)
+        if grid is not None:
+            sensor.check_grid(grid)
+        return sensor
+
     @property
     def n_sensors(self) -> int:
         return int(self.points.shape[0])
 
     def check_grid(self, grid: PATGrid) -> None:
+        """Raise ``ValueError`` when the points' dimension differs from the grid's or a point
+        lies outside it."""
         if self.points.shape[1] != grid.ndim:
             raise ValueError(
                 f"sensor points are {self.points.shape[1]}D but the grid is {grid.ndim}D"

@@ -223,9 +223,47 @@ def test_operators_run_in_float32_with_autocast_off_under_autocast(numpy_op):
         A(x.bfloat16())
 
 
-def test_non_tensor_input_raises_type_error():
-    with pytest.raises(TypeError, match="torch.Tensor"):
-        dense(3, 3)(np.zeros(3))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_in_numpy_out_equals_the_torch_path(numpy_op, dtype):
+    """``A(ndarray)`` and ``A.T(ndarray)`` give ndarrays of the input's dtype, equal to the
+    torch results, for torch-native, non-torch (autograd Function) and composed operators."""
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(dtype)
+    y = np.random.default_rng(1).standard_normal((2, 6)).astype(dtype)
+    for op in (dense(6, 4), numpy_op, 2.0 * numpy_op + dense(6, 4, seed=3)):
+        out, back = op(x), op.T(y)
+        assert isinstance(out, np.ndarray) and out.dtype == dtype and out.shape == (2, 6)
+        assert isinstance(back, np.ndarray) and back.dtype == dtype and back.shape == (2, 4)
+        np.testing.assert_array_equal(out, op(torch.from_numpy(x)).numpy())
+        np.testing.assert_array_equal(back, op.T(torch.from_numpy(y)).numpy())
+    assert not isinstance(dense(6, 4)(torch.from_numpy(x)), np.ndarray)  # tensors stay tensors
+
+
+def test_numpy_input_handles_awkward_arrays_and_lists():
+    A = dense(3, 3)
+    x = np.arange(6.0)[::-2]  # negative stride, not contiguous
+    expected = A(torch.from_numpy(x.copy())).numpy()
+    read_only = x.copy()
+    read_only.setflags(write=False)
+    for variant in (x, read_only, x.astype(">f8")):  # strided, read-only, big-endian
+        np.testing.assert_array_equal(A(variant), expected)
+    # integers and nested lists are read as float32 (the operators' default dtype)
+    assert IdentityOperator(3)([1, 2, 3]).dtype == np.float32
+    np.testing.assert_array_equal(IdentityOperator(3)(np.array([1, 2, 3])), [1.0, 2.0, 3.0])
+
+
+def test_numpy_input_keeps_autograd_out_and_errors_clear():
+    A = dense(3, 3)
+    x = np.ones(3)
+    out = A(x)
+    assert isinstance(out, np.ndarray)  # no graph: numpy cannot carry one
+    with pytest.raises(TypeError, match="complex"):
+        A(np.zeros(3, dtype=np.complex128))
+    with pytest.raises(TypeError, match="torch.Tensor or a numpy array"):
+        A(object())
+    with pytest.raises(TypeError, match="float16"):
+        A(np.zeros(3, dtype=np.float16))
+    with pytest.raises(ValueError, match=r"\(\*batch, 3\)"):
+        A(np.zeros(4))
 
 
 @pytest.mark.parametrize("bad", [(0, 3), (-1,), (2.5,), "ab"], ids=repr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from operators import ConeBeam3D, FanBeam2D, Parallel2D, Parallel3D
@@ -105,3 +106,86 @@ def test_3d_shapes():
     assert g.detector_spacing == (1.0, 1.0)
     p = Parallel3D((16, 32, 32), n_angles=5, detector_spacing=(2.0, 1.0))
     assert p.range_shape == (5, 8, 46)
+
+
+# --------------------------------------------------------------------------- angle units
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda **kw: Parallel2D(64, **kw), id="parallel2d"),
+        pytest.param(lambda **kw: FanBeam2D(64, source_distance=200.0, **kw), id="fan2d"),
+        pytest.param(lambda **kw: Parallel3D(8, **kw), id="parallel3d"),
+        pytest.param(lambda **kw: ConeBeam3D(8, source_distance=50.0, **kw), id="cone3d"),
+    ],
+)
+def test_degrees_are_explicit_and_stored_as_radians(make):
+    degrees = np.arange(0, 180, 1.5)
+    g = make(angles=degrees, angle_unit="deg")
+    assert g.n_angles == 120
+    np.testing.assert_allclose(g.angles_array, np.deg2rad(degrees), rtol=0, atol=1e-15)
+    assert g == make(angles=np.deg2rad(degrees))  # the unit is not stored: angles are radians
+    assert g.to_dict()["angles"][-1] == pytest.approx(math.radians(178.5))
+    # the silent mistake of issue 37: degrees taken as radians
+    with pytest.raises(ValueError, match=r'178.5 rad, more than a full turn.*angle_unit="deg"'):
+        make(angles=degrees)
+
+
+def test_angle_unit_edge_cases():
+    full = np.linspace(0, 2 * np.pi, 9)  # a closed full turn ends at 2π exactly: accepted
+    assert FanBeam2D(64, angles=full, source_distance=200.0).n_angles == 9
+    assert Parallel2D(64, angles=[-np.pi, np.pi]).n_angles == 2
+    with pytest.raises(ValueError, match=r"wrapped into one \(np.mod"):
+        Parallel2D(64, angles=full + 0.1)  # more than one turn is refused, with the fix named
+    with pytest.raises(ValueError, match=r"720°, more than a full turn"):
+        Parallel2D(64, angles=[0.0, 720.0], angle_unit="deg")
+    with pytest.raises(ValueError, match="angle_unit must be 'rad' or 'deg'"):
+        Parallel2D(64, angles=[0.0, 1.0], angle_unit="degrees")
+    with pytest.warns(UserWarning, match="reach only 3.142°; if they are radians"):
+        Parallel2D(64, angles=np.linspace(0, np.pi, 10), angle_unit="deg")
+
+
+def test_n_angles_defaults_to_the_angles_given():
+    g = Parallel2D((32, 32), angles=[0.0, 0.3, 1.0])
+    assert g.n_angles == 3 and g.range_shape == (3, 46)
+    assert Parallel2D((128, 128), 30) == Parallel2D((128, 128), n_angles=30)  # positional
+    assert Parallel2D(16, 3, angles=[0.0, 0.1, 0.2]).n_angles == 3  # both, agreeing
+    with pytest.raises(ValueError, match="2 angles but n_angles=3; leave n_angles out"):
+        Parallel2D(16, 3, angles=[0.0, 1.0])
+    with pytest.raises(ValueError, match="give n_angles .* or angles"):
+        FanBeam2D(16, source_distance=100.0)
+    with pytest.raises(ValueError, match="angles must not be empty"):
+        Parallel2D(16, angles=[])
+    with pytest.raises(ValueError, match="angles must be finite"):
+        Parallel2D(16, angles=[0.0, float("nan")])
+
+
+def test_replace_keeps_radians_and_offsets():
+    """dataclasses.replace (used by fine_geometry and supersampled_geometry) re-validates the
+    stored radians with the default unit: degrees are not converted twice."""
+    g = FanBeam2D(
+        32,
+        angles=np.arange(0, 360, 7.5),
+        angle_unit="deg",
+        source_distance=100.0,
+        detector_offset=1.5,
+        rotation_offset=-0.5,
+    )
+    fine = dataclasses.replace(g, image_shape=(64, 64), pixel_size=0.5)
+    assert fine.angles == g.angles and fine.n_angles == 48
+    assert (fine.detector_offset, fine.rotation_offset) == (1.5, -0.5)
+
+
+# --------------------------------------------------------------------------- summaries
+def test_repr_summarises_angles_and_to_dict_keeps_them():
+    g = Parallel2D(128, n_angles=60)
+    text = repr(g)
+    assert "angles=60 in [0°, 177°], step 3°" in text and len(text) < 200
+    assert str(g) == text
+    assert len(g.to_dict()["angles"]) == 60
+    fan = FanBeam2D(128, angles=[0.0, 0.5, 2.0], source_distance=500.0)
+    assert "angles=3 in [0°, 114.6°], non-uniform" in repr(fan)
+    assert "angles=1 at 90°" in repr(Parallel2D(16, angles=[math.pi / 2]))
+    from operators import RayTransform
+
+    big = RayTransform(FanBeam2D(256, n_angles=720, source_distance=500.0), backend="astra")
+    assert "720 in [0°, 359.5°], step 0.5°" in repr(big) and len(repr(big)) < 400

@@ -1,5 +1,6 @@
 """The system-matrix cache: reuse, corrupt or altered files, concurrent writers, read-only and
-unwritable folders, the cache-dir override."""
+unwritable folders, the cache-dir override; build logging, the LRU size cap, inspecting and
+clearing the cache."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ from operators.ct.matrix_backend import (
     load_matrix,
     load_or_build,
     save_matrix,
+)
+from operators.ct.matrix_cache import (
+    MAX_BYTES_VARIABLE,
+    cache_info,
+    clear_cache,
+    evict,
+    format_bytes,
+    max_cache_bytes,
 )
 
 GEOM = Parallel2D((20, 20), n_angles=9)
@@ -285,3 +294,183 @@ def test_auto_backend_with_an_unwritable_cache_works_with_one_warning(tmp_path):
     assert A.resolve_backend("cpu") == "matrix"
     reference = RayTransform(GEOM, backend="astra")(x)
     torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ size cap, logging
+# Issue 37, item 8: the cache wrote 442 MB without a word and never shrank.
+def _geometry(n_angles: int) -> Parallel2D:
+    return Parallel2D((8, 8), n_angles=n_angles)
+
+
+def test_a_build_logs_its_size_time_and_path(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="operators.ct.matrix_backend"):
+        load_or_build(_geometry(4), directory=tmp_path)
+    (path,) = _entries(tmp_path)
+    (record,) = [r for r in caplog.records if "built the system matrix" in r.getMessage()]
+    message = record.getMessage()
+    assert record.levelname == "INFO"  # small and fast: not announced at WARNING
+    assert str(path) in message and "Parallel2D 8x8, 4 angles" in message
+    assert format_bytes(path.stat().st_size) in message and " s: " in message
+    assert "python -m operators.ct.matrix_cache" in message
+    caplog.clear()
+    with caplog.at_level("INFO", logger="operators.ct.matrix_backend"):
+        load_or_build(_geometry(4), directory=tmp_path)  # loaded: no build, no message
+    assert "built" not in caplog.text
+
+
+def test_a_slow_or_large_build_is_announced_at_warning(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr("operators.ct.matrix_backend.NOTICE_BYTES", 100)
+    with caplog.at_level("WARNING", logger="operators.ct.matrix_backend"):
+        load_or_build(_geometry(4), directory=tmp_path)
+    assert [r.levelname for r in caplog.records if "built" in r.getMessage()] == ["WARNING"]
+
+
+def test_loading_marks_a_file_used(tmp_path):
+    load_or_build(_geometry(4), directory=tmp_path)
+    (path,) = _entries(tmp_path)
+    os.utime(path, (1_000_000, 1_000_000))
+    load_or_build(_geometry(4), directory=tmp_path)
+    assert path.stat().st_mtime > 1_000_000 + 3600
+
+
+def _build_all(tmp_path, angles) -> dict[int, Path]:
+    """Build one 8x8 matrix per angle count, as if used at times 1000, 2000, ... in order."""
+    paths = {}
+    for i, n in enumerate(angles):
+        load_or_build(_geometry(n), directory=tmp_path)
+        paths[n] = tmp_path / f"{cache_key(_geometry(n))}.npz"
+        os.utime(paths[n], (1000.0 * (i + 1), 1000.0 * (i + 1)))
+    return paths
+
+
+def test_lru_eviction_deletes_the_least_recently_used_first(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(MAX_BYTES_VARIABLE, "none")
+    paths = _build_all(tmp_path, [3, 4, 5])  # used in the order 3, 4, 5
+    load_or_build(_geometry(3), directory=tmp_path)  # 3 is now the most recently used
+    size = {n: p.stat().st_size for n, p in paths.items()}
+    new = tmp_path / f"{cache_key(_geometry(6))}.npz"
+    load_or_build(_geometry(6), directory=tmp_path / "probe")  # to learn its size
+    size[6] = (tmp_path / "probe" / new.name).stat().st_size
+    # room for 3, 5 and the new file: building it must delete 4 (the LRU) only
+    monkeypatch.setenv(MAX_BYTES_VARIABLE, str(size[3] + size[5] + size[6] + 100))
+    with caplog.at_level("INFO"):
+        load_or_build(_geometry(6), directory=tmp_path)
+    assert set(_entries(tmp_path)) == {paths[3], paths[5], new}
+    assert "deleted 1 least recently used files" in caplog.text
+    # a cap that fits nothing: all but the file just built go, least recently used first
+    monkeypatch.setenv(MAX_BYTES_VARIABLE, "0")
+    with caplog.at_level("WARNING"):
+        load_or_build(_geometry(7), directory=tmp_path)
+    assert _entries(tmp_path) == [tmp_path / f"{cache_key(_geometry(7))}.npz"]
+    assert "over its cap" in caplog.text
+
+
+def test_evict_order_keep_and_no_cap(tmp_path):
+    paths = _build_all(tmp_path, [3, 4, 5])
+    assert evict(tmp_path, max_bytes=None) == []
+    removed = evict(tmp_path, max_bytes=0, keep=paths[3])
+    assert [e.path for e in removed] == [paths[4], paths[5]]  # least recently used first
+    assert _entries(tmp_path) == [paths[3]]
+
+
+def test_eviction_spares_locked_temporary_and_lock_files(tmp_path):
+    from filelock import FileLock
+
+    paths = _build_all(tmp_path, [3, 4])
+    temp = tmp_path / f"{paths[3].name}.abc.tmp"  # another process's write in progress
+    temp.write_bytes(b"x" * 10_000)
+    with FileLock(str(paths[3]) + ".lock"):  # held by "another process" that rebuilds it
+        removed = evict(tmp_path, max_bytes=0)
+    assert [e.path for e in removed] == [paths[4]]
+    assert paths[3].exists() and temp.exists()
+    assert {p.name for p in tmp_path.glob("*.lock")} >= {p.name + ".lock" for p in paths.values()}
+
+
+def test_eviction_tolerates_a_file_deleted_by_another_process(tmp_path, monkeypatch):
+    paths = _build_all(tmp_path, [3, 4])
+    real_unlink = Path.unlink
+
+    def raced(self, *args, **kwargs):  # another process deletes it just before us
+        real_unlink(self, *args, **kwargs)
+        raise FileNotFoundError(self)
+
+    monkeypatch.setattr(Path, "unlink", raced)
+    removed = evict(tmp_path, max_bytes=0, keep=paths[4])
+    assert [e.path for e in removed] == [paths[3]]
+    assert _entries(tmp_path) == [paths[4]]
+
+
+def test_a_file_evicted_between_stat_and_load_is_rebuilt(tmp_path, monkeypatch, caplog):
+    load_or_build(_geometry(4), directory=tmp_path)
+    (path,) = _entries(tmp_path)
+
+    def gone(*args, **kwargs):
+        path.unlink()
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr("operators.ct.matrix_backend.load_matrix", gone)
+    with caplog.at_level("INFO"):
+        m = load_or_build(_geometry(4), directory=tmp_path)
+    assert "deleted meanwhile" in caplog.text and "unreadable" not in caplog.text
+    assert m.shape == (4 * _geometry(4).n_detectors, 64) and path.exists()
+
+
+def test_cache_info_and_clear_cache_use_the_environment_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOMOLEARN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(MAX_BYTES_VARIABLE, "1G")
+    for n in (3, 4):
+        RayTransform(_geometry(n), backend="matrix")(torch.zeros(8, 8))  # builds on first use
+    info = cache_info()
+    folder = tmp_path / "system_matrices"
+    assert info.directory == folder and len(info.entries) == 2 and info.max_bytes == 1024**3
+    assert info.total_bytes == sum(p.stat().st_size for p in folder.glob("*.npz")) > 0
+    assert "2 files" in str(info) and "cap 1.00 GiB" in str(info)
+    stale = folder / "x.npz.123.tmp"  # debris of a crashed writer
+    stale.write_bytes(b"x")
+    os.utime(stale, (1000, 1000))
+    fresh = folder / "y.npz.456.tmp"  # a write in progress
+    fresh.write_bytes(b"x")
+    removed = clear_cache()
+    assert len(removed) == 3 and not list(folder.glob("*.npz")) and not stale.exists()
+    assert fresh.exists()
+    assert cache_info().entries == () and cache_info().total_bytes == 0
+
+
+def test_cache_command_line_shows_and_clears(tmp_path, capsys):
+    from operators.ct.matrix_cache import main
+
+    load_or_build(_geometry(4), directory=tmp_path)
+    assert main(["--dir", str(tmp_path)]) == 0
+    assert "1 files" in capsys.readouterr().out
+    assert main(["--dir", str(tmp_path), "--clear"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted 1 files" in out and "0 files, 0 B" in out
+    assert _entries(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", 2 * 1024**3),
+        ("12345", 12345),
+        ("500M", 500 * 1024**2),
+        ("2 GiB", 2 * 1024**3),
+        ("1.5GB", 1_500_000_000),
+        ("none", None),
+        ("Unlimited", None),
+        ("0", 0),
+    ],
+)
+def test_cache_cap_from_the_environment(monkeypatch, text, expected):
+    monkeypatch.setenv(MAX_BYTES_VARIABLE, text)
+    assert max_cache_bytes() == expected
+
+
+def test_a_malformed_cap_fails_before_building(tmp_path, monkeypatch):
+    monkeypatch.setenv(MAX_BYTES_VARIABLE, "2 gigs")
+    monkeypatch.setattr(
+        "operators.ct.astra_backend.AstraCPU2D.system_matrix",
+        lambda self: pytest.fail("built before checking the cap"),
+    )
+    with pytest.raises(ValueError, match=r"TOMOLEARN_CACHE_MAX_BYTES='2 gigs' is not a size"):
+        load_or_build(_geometry(4), directory=tmp_path)

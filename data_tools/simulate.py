@@ -1,4 +1,4 @@
-"""Simulated CT measurements from a finer grid than the reconstruction grid.
+"""Simulated CT and photoacoustic measurements from a finer grid than the reconstruction grid.
 
 Measuring a phantom with the same discrete operator that a reconstruction method inverts is the
 *inverse crime*: the data are exactly in the range of the model and results look better than they
@@ -6,6 +6,8 @@ are. :func:`simulate` renders the phantom at ``factor`` times the resolution, me
 with an accurate :class:`~operators.RayTransform` on the same physical geometry
 (:func:`fine_geometry`), and returns the ground truth averaged back onto the reconstruction grid
 (:func:`downsample`). ``factor=1`` is the inverse crime, useful for tests.
+:func:`simulate_pat` does the same for photoacoustics: the k-space time stepper on a finer grid
+(:func:`fine_pat_operator`) with the same sensors and sample times.
 
 Example
 -------
@@ -25,12 +27,30 @@ import dataclasses
 import functools
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from data_tools.noise import NoiseModel
-from operators import FanBeam2D, Parallel2D, RayTransform
+from operators import (
+    FanBeam2D,
+    KSpaceWave,
+    Medium,
+    Parallel2D,
+    PATGrid,
+    RayTransform,
+    SensorMask,
+    SensorPoints,
+    TimeGrid,
+)
 
-__all__ = ["cached_ray_transform", "downsample", "fine_geometry", "simulate"]
+__all__ = [
+    "cached_ray_transform",
+    "downsample",
+    "fine_geometry",
+    "fine_pat_operator",
+    "simulate",
+    "simulate_pat",
+]
 
 Geometry2D = Parallel2D | FanBeam2D
 
@@ -235,3 +255,194 @@ def simulate(
     if noise is not None:
         y = noise(y, generator=generator)
     return downsample(image, factor), y
+
+
+# --------------------------------------------------------------------------- photoacoustics
+def _refine_map(value: float | np.ndarray, factor: int) -> float | np.ndarray:
+    """A medium map on the fine grid: each coarse value repeated ``factor`` times per axis."""
+    if isinstance(value, float):
+        return value
+    for axis in range(value.ndim):
+        value = np.repeat(value, factor, axis=axis)
+    return value
+
+
+def fine_pat_operator(op: KSpaceWave, factor: int, *, time_factor: int = 1) -> KSpaceWave:
+    """The same photoacoustic experiment as ``op`` on a grid ``factor`` times finer.
+
+    The grid has ``factor`` times the points per axis and ``1/factor`` the spacing: each coarse
+    pixel is split into ``factor^ndim`` fine ones, so the physical extent is that of the coarse
+    pixels. Sensors keep their physical positions (mask sensors become points at their grid
+    positions, in the same order). Medium maps repeat each coarse value over its fine cells. The
+    time step is ``dt / time_factor`` with ``(n_t − 1)·time_factor + 1`` samples, so every coarse
+    sample time is a fine one. A PML inside the grid keeps its thickness in mm (``factor`` times
+    the points); one outside the grid gets the automatic size (``pml_size=0`` stays 0).
+
+    Parameters
+    ----------
+    op : KSpaceWave
+        The coarse (reconstruction) operator.
+    factor : int
+        Refinement of the grid (1 returns an operator equal to ``op``'s set-up).
+    time_factor : int
+        Refinement of the time step (default 1: the k-space scheme is exact in time in a
+        homogeneous medium, and ``dt`` stays below the fine grid's temporal Nyquist limit for
+        ``cfl ≤ 0.5``; pass ``factor`` to keep the CFL number in heterogeneous media).
+
+    Raises
+    ------
+    ValueError
+        If ``op`` is not a :class:`~operators.KSpaceWave` or a factor is not a positive int.
+
+    Examples
+    --------
+    >>> from operators import PATGrid, SensorPoints, TimeGrid
+    >>> grid = PATGrid((32, 32), spacing=0.1)
+    >>> A = KSpaceWave(grid, time=TimeGrid(dt=2e-8, n_t=50), sensor=SensorPoints.circle(1.4, 16))
+    >>> fine = fine_pat_operator(A, 2, time_factor=2)
+    >>> fine.grid.shape, fine.grid.spacing, fine.time.n_t, fine.range_shape
+    ((64, 64), (0.05, 0.05), 99, (16, 99))
+    """
+    factor = _check_factor(factor)
+    if isinstance(time_factor, bool) or not isinstance(time_factor, int) or time_factor < 1:
+        raise ValueError(f"time_factor must be a positive int, got {time_factor!r}")
+    if not isinstance(op, KSpaceWave):
+        raise ValueError(
+            f"op must be a KSpaceWave (the time stepper) to simulate on a finer grid, got "
+            f"{type(op).__name__}"
+        )
+    grid = op.grid
+    fine_grid = PATGrid(
+        tuple(n * factor for n in grid.shape), tuple(s / factor for s in grid.spacing)
+    )
+    medium = Medium(
+        sound_speed=_refine_map(op.medium.sound_speed, factor),
+        density=_refine_map(op.medium.density, factor),
+    )
+    sensor = op.sensor
+    if isinstance(sensor, SensorMask):
+        idx = np.nonzero(sensor.mask)
+        sensor = SensorPoints(np.stack([grid.coordinates(d)[i] for d, i in enumerate(idx)], -1))
+    time = TimeGrid(dt=op.time.dt / time_factor, n_t=(op.time.n_t - 1) * time_factor + 1)
+    if op.pml_inside:
+        pml_size = tuple(m * factor for m in op.pml_size)
+    else:
+        pml_size = 0 if not any(op.pml_size) else None
+    return KSpaceWave(
+        fine_grid,
+        medium=medium,
+        time=time,
+        sensor=sensor,
+        pml_size=pml_size,
+        pml_alpha=op.pml_alpha,
+        pml_inside=op.pml_inside,
+        c_ref=op.c_ref,
+    )
+
+
+def _block_mean(x: torch.Tensor, factor: int, ndim: int) -> torch.Tensor:
+    """Mean over ``factor``-blocks of the trailing ``ndim`` axes."""
+    shape = x.shape[x.ndim - ndim :]
+    split = [v for n in shape for v in (n // factor, factor)]
+    blocks = x.reshape(*x.shape[: x.ndim - ndim], *split)
+    return blocks.mean(dim=tuple(range(x.ndim - ndim + 1, x.ndim + ndim, 2)))
+
+
+def _repeat(x: torch.Tensor, factor: int, ndim: int) -> torch.Tensor:
+    """Nearest-neighbour upsampling of the trailing ``ndim`` axes (each value over its block)."""
+    for axis in range(x.ndim - ndim, x.ndim):
+        x = x.repeat_interleave(factor, dim=axis)
+    return x
+
+
+def simulate_pat(
+    phantom: Callable[[tuple[int, ...]], torch.Tensor] | torch.Tensor,
+    op: KSpaceWave,
+    *,
+    factor: int = 2,
+    time_factor: int = 1,
+    noise: NoiseModel | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Simulate photoacoustic data on a grid ``factor`` times finer than ``op``'s, for ``op``.
+
+    The time stepper on the fine grid (:func:`fine_pat_operator`: same sensors, same physical
+    extent, same sample times) measures the initial pressure, and the data are returned at
+    ``op``'s sensors and sample times, shape ``op.range_shape``. Reconstructing them with ``op``
+    does not commit the inverse crime: they hold the sub-pixel detail of the fine image and the
+    fine grid's propagation and sensor interpolation, which ``op`` does not model.
+
+    The fine initial pressure is:
+
+    - ``phantom(fine_shape)`` for a callable that renders the object at any grid;
+    - a tensor of the fine shape ``(*batch, N·factor, …)`` as it is;
+    - a tensor of ``op``'s shape ``(*batch, N, …)`` upsampled to the fine grid, every pixel's
+      value repeated over its ``factor^ndim`` fine cells (the pixel as a uniform square).
+
+    The ground truth returned is the mean of the fine image over each coarse pixel (for a coarse
+    tensor: the tensor itself).
+
+    Parameters
+    ----------
+    phantom : callable or torch.Tensor
+        See above.
+    op : KSpaceWave
+        The reconstruction operator (2D or 3D, any sensor and medium).
+    factor : int
+        Refinement of the grid (default 2; 1 simulates with ``op`` itself: the inverse crime).
+    time_factor : int
+        Refinement of the time step, see :func:`fine_pat_operator` (default 1).
+    noise : callable, optional
+        Noise model called as ``noise(y, generator=generator)``.
+    generator : torch.Generator, optional
+        Passed to ``noise``.
+
+    Returns
+    -------
+    x : torch.Tensor
+        Ground truth ``(*batch, *op.domain_shape)``.
+    y : torch.Tensor
+        Data ``(*batch, *op.range_shape)``.
+
+    Raises
+    ------
+    ValueError
+        If ``op`` is not a :class:`~operators.KSpaceWave`, a factor is invalid, or the phantom's
+        shape matches neither grid.
+
+    Examples
+    --------
+    >>> from operators import PATGrid, SensorPoints, TimeGrid
+    >>> grid = PATGrid((16, 16), spacing=0.1)
+    >>> A = KSpaceWave(grid, time=TimeGrid(dt=2e-8, n_t=40), sensor=SensorPoints.circle(0.7, 8))
+    >>> x, y = simulate_pat(torch.rand(2, 16, 16), A)
+    >>> x.shape, y.shape
+    (torch.Size([2, 16, 16]), torch.Size([2, 8, 40]))
+    """
+    factor = _check_factor(factor)
+    fine = fine_pat_operator(op, factor, time_factor=time_factor)
+    coarse_shape, fine_shape = tuple(op.grid.shape), tuple(fine.grid.shape)
+    nd = len(coarse_shape)
+    if isinstance(phantom, torch.Tensor):
+        image = phantom
+    elif callable(phantom):
+        image = phantom(fine_shape)
+        if not isinstance(image, torch.Tensor):
+            raise ValueError(f"phantom(shape) must return a tensor, got {type(image).__name__}")
+    else:
+        raise ValueError(f"phantom must be a callable or a tensor, got {type(phantom).__name__}")
+    trailing = tuple(image.shape[image.ndim - nd :]) if image.ndim >= nd else ()
+    if trailing == fine_shape:
+        truth = _block_mean(image, factor, nd)
+    elif trailing == coarse_shape and isinstance(phantom, torch.Tensor):
+        truth, image = image, _repeat(image, factor, nd)
+    else:
+        raise ValueError(
+            f"the phantom must be (*batch, *{coarse_shape}) on the grid of op or "
+            f"(*batch, *{fine_shape}) on the fine grid (factor {factor}), got "
+            f"{tuple(image.shape)}"
+        )
+    y = fine(image)[..., ::time_factor]
+    if noise is not None:
+        y = noise(y, generator=generator)
+    return truth, y

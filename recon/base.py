@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from operators.base import as_torch
+
 __all__ = ["Reconstructor", "check_measurements", "flatten_measurements", "weight_dtype"]
 
 
@@ -131,7 +133,31 @@ class Reconstructor(nn.Module):
     """Base class of reconstructors: ``forward(y, op) -> x``.
 
     Subclasses implement :meth:`forward` and call :func:`check_measurements` on ``y`` first.
+
+    Calling a reconstructor with a numpy array (or another array-like) runs it on the array as a
+    CPU tensor and returns a numpy array; tensors in give tensors out.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from operators import IdentityOperator
+    >>> class Halve(Reconstructor):
+    ...     def forward(self, y, op):
+    ...         check_measurements(y, op)
+    ...         return y / 2
+    >>> Halve()(np.ones((2, 3)), IdentityOperator((3,)))
+    array([[0.5, 0.5, 0.5],
+           [0.5, 0.5, 0.5]])
     """
+
+    def __call__(self, y: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(y, torch.Tensor):
+            return super().__call__(y, op, *args, **kwargs)
+        tensor, converted = as_torch(y)
+        out = super().__call__(tensor, op, *args, **kwargs)
+        if converted and isinstance(out, torch.Tensor):
+            return out.detach().cpu().numpy()
+        return out
 
     def forward(self, y: torch.Tensor, op: Any) -> torch.Tensor:
         """Map ``y`` of shape ``(*batch, *op.range_shape)`` to ``(*batch, *op.domain_shape)``."""

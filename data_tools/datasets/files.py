@@ -32,7 +32,7 @@ from data_tools.datasets.common import (
 if TYPE_CHECKING:
     from operators import OperatorLike
 
-__all__ = ["ImageFolderDataset"]
+__all__ = ["ImageFolderDataset", "read_image"]
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -57,12 +57,21 @@ def _read_pillow(path: Path) -> np.ndarray:
         return np.asarray(img, dtype=np.float64)
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """A 2D slice as float64: TIFF via tifffile, DICOM via pydicom (rescaled), others via Pillow.
 
     A file its reader cannot decode raises ``ValueError`` naming the file and the reader's error;
     a missing reader library raises its ``ImportError``.
+
+    Example
+    -------
+    >>> import tempfile, tifffile
+    >>> path = Path(tempfile.mkdtemp()) / "slice.tif"
+    >>> tifffile.imwrite(path, np.ones((2, 3), np.uint16))
+    >>> read_image(path).shape
+    (2, 3)
     """
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
         kind, read = "TIFF", _read_tiff
@@ -156,7 +165,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         i = check_index(index, len(self.files))
         path = self.files[i]
-        image = _read_image(path)
+        image = read_image(path)
         if not np.isfinite(image).all():
             raise ValueError(f"{path} contains NaN or inf")
         if self.normalize:

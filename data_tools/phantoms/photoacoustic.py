@@ -28,7 +28,7 @@ from data_tools.phantoms.common import (
     uniform,
 )
 
-__all__ = ["balls", "vessel_tree", "vessels"]
+__all__ = ["balls", "disc_mask", "vessel_tree", "vessels"]
 
 
 # Smooth random walk of the vessel centre lines: the heading turns by a curvature that follows an
@@ -63,14 +63,16 @@ def vessel_tree(
     branch_probability: float,
     margin: int,
     generator: torch.Generator | None = None,
+    disc_radius: float | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Centre lines of one branching vessel tree on an ``height × width`` image, as
     ``(points (S+1, 2), radii (S,))`` per branch, in (row, col) pixel coordinates.
 
     The walk and the branching rules are those of :func:`vessels`, which renders these trees. The
-    root runs both ways from a random point below ``margin``: the first two branches start at the
-    same point. Where a vessel branches, its radius drops (Murray's law) and a child branch starts
-    at that point.
+    root runs both ways from a random point below ``margin`` (with ``disc_radius``, in pixels: a
+    uniformly random point of the disc of that radius around the image centre, below the
+    margin where the disc allows): the first two branches start at the same point. Where a
+    vessel branches, its radius drops (Murray's law) and a child branch starts at that point.
 
     Raises
     ------
@@ -95,8 +97,13 @@ def vessel_tree(
     device = generator_device(generator)
     root_length = _ROOT_LENGTH * max(height, width)
     start = uniform(0.0, 1.0, 3, generator).tolist()
-    row = margin + root_radius + start[0] * max(height - 1 - margin - root_radius, 0.0)
-    col = start[1] * (width - 1)
+    if disc_radius is None:
+        row = margin + root_radius + start[0] * max(height - 1 - margin - root_radius, 0.0)
+        col = start[1] * (width - 1)
+    else:  # uniform in the disc: radius ∝ √u, angle 2πu
+        rho, angle = float(disc_radius) * math.sqrt(start[0]), 2.0 * math.pi * start[1]
+        row = max((height - 1) / 2 + rho * math.sin(angle), float(margin))
+        col = (width - 1) / 2 + rho * math.cos(angle)
     # Each queued branch: start point, heading, radius and length budget in steps. The root is a
     # vessel through the start point: two branches in opposite directions.
     heading = 2.0 * math.pi * start[2]
@@ -185,6 +192,7 @@ def vessels(
     radius: Sequence[float] = (0.5, 3.0),
     amplitude: Sequence[float] = (0.3, 1.0),
     margin: int = 4,
+    disc_radius: float | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
@@ -207,6 +215,11 @@ def vessels(
     sensor row 0 and its neighbours) are set to 0. Sizes are in pixels, so a larger ``shape``
     gives a larger field of view, not a finer rendering.
 
+    With ``disc_radius`` (for a ring or arc array around the object), the trees start inside
+    the disc of radius ``R = disc_radius · min(H, W) / 2`` pixels centred on the image, and
+    the image is multiplied by a mask that is 1 up to ``R − 1`` pixels from the centre, falls
+    smoothly (smoothstep) to 0 at ``R`` and is 0 beyond: no pressure outside the disc.
+
     Parameters
     ----------
     shape : int or (int, int)
@@ -226,7 +239,10 @@ def vessels(
     amplitude : (float, float), optional
         Range of the tree amplitudes.
     margin : int, optional
-        Rows at the top (the sensor side) that are kept at zero.
+        Rows at the top (the sensor side) that are kept at zero (0 for a ring array).
+    disc_radius : float, optional
+        Keep the vessels inside a disc centred on the image, of radius ``disc_radius`` times
+        half the smaller side, in (0, 1]; default: no disc.
     dtype : torch.dtype, optional
         Floating dtype of the result (default float32).
     device : torch.device or str, optional
@@ -247,6 +263,11 @@ def vessels(
     >>> x = vessels(128, seed=0)
     >>> x.shape, float(x.min()) >= 0.0, float(x.max()) <= 1.0, float(x[:4].abs().max())
     (torch.Size([128, 128]), True, True, 0.0)
+    >>> x = vessels(64, seed=0, margin=0, disc_radius=0.8)   # zero beyond 0.8 · 32 = 25.6 px
+    >>> r = torch.hypot(*torch.meshgrid(torch.arange(64.0) - 31.5, torch.arange(64.0) - 31.5,
+    ...                                 indexing="ij"))
+    >>> float(x[r >= 25.6].abs().max()), bool(x.max() > 0)
+    (0.0, True)
     """
     height, width = check_shape(shape)
     count = check_count(n)
@@ -258,6 +279,16 @@ def vessels(
     r_lo, r_hi = check_range("radius", radius, strict=True)
     a_lo, a_hi = check_range("amplitude", amplitude)
     margin = _check_margin(margin, height)
+    disc_px = None
+    if disc_radius is not None:
+        if isinstance(disc_radius, bool) or not isinstance(disc_radius, (int, float)):
+            raise ValueError(f"disc_radius must be a number in (0, 1] or None, got {disc_radius!r}")
+        if not 0.0 < disc_radius <= 1.0:
+            raise ValueError(
+                f"disc_radius must lie in (0, 1] (a fraction of half the smaller side), got "
+                f"{disc_radius!r}"
+            )
+        disc_px = float(disc_radius) * min(height, width) / 2
 
     images = torch.zeros((count, height, width), dtype=torch.float64)
     for i in range(count):
@@ -277,11 +308,29 @@ def vessels(
                 branch_probability=p_branch,
                 margin=margin,
                 generator=gen,
+                disc_radius=disc_px,
             )
             images[i] += amp * _render_tubes(tree, height, width)
     images = _zero_margin(images.clamp_(0.0, 1.0), margin)
+    if disc_px is not None:
+        images *= disc_mask(height, width, disc_px)
     images = images.to(dtype=dtype, device=device)
     return images[0] if n is None else images
+
+
+def disc_mask(height: int, width: int, radius: float) -> torch.Tensor:
+    """A float64 ``(H, W)`` mask of the disc of ``radius`` pixels centred on the image: 1 up to
+    ``radius − 1`` from the centre, a smoothstep down to 0 at ``radius``, 0 beyond.
+
+    Example
+    -------
+    >>> m = disc_mask(8, 8, 3.0)
+    >>> float(m[4, 4]), float(m[0, 0]), float(m[4, 7])       # centre, corner, 3.5 px out
+    (1.0, 0.0, 0.0)
+    """
+    rows = torch.arange(height, dtype=torch.float64)[:, None] - (height - 1) / 2
+    cols = torch.arange(width, dtype=torch.float64)[None, :] - (width - 1) / 2
+    return _smoothstep(radius - torch.hypot(rows, cols))
 
 
 def _check_margin(margin: int, height: int) -> int:

@@ -7,16 +7,31 @@ is their own, with the weights the inversion formula needs.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from operators import OperatorLike
+from operators.base import as_torch
 from operators.ct.geometry import ConeBeam3D, FanBeam2D, Parallel2D
 from recon.base import check_measurements
+from recon.classical.coverage import (
+    AngularCoverageWarning,
+    angular_coverage,
+    coverage_problem,
+    parker_weights,
+)
 
-__all__ = ["FILTERS", "check_filter", "fbp", "fdk"]
+__all__ = [
+    "FILTERS",
+    "AngularCoverageWarning",
+    "check_filter",
+    "check_short_scan",
+    "fbp",
+    "fdk",
+]
 
 #: Filter names accepted by :func:`fbp` and :func:`fdk`.
 FILTERS: tuple[str, ...] = ("ram-lak", "shepp-logan", "cosine", "hann")
@@ -44,6 +59,76 @@ def check_filter(filter: str, frequency_scaling: float) -> tuple[str, float]:
     if not 0.0 < scaling <= 1.0:
         raise ValueError(f"frequency_scaling must be in (0, 1], got {frequency_scaling}")
     return name, scaling
+
+
+def check_short_scan(short_scan: bool | None) -> bool | None:
+    """The validated ``short_scan`` option of :func:`fbp` and :func:`fdk`: None, True or False.
+
+    Example
+    -------
+    >>> check_short_scan(None) is None
+    True
+    """
+    if short_scan is None or isinstance(short_scan, (bool, np.bool_)):
+        return None if short_scan is None else bool(short_scan)
+    raise ValueError(
+        f"short_scan must be None (detect short scans), True or False, got {short_scan!r}"
+    )
+
+
+def _warn_coverage(problem: str | None, what: str) -> None:
+    if problem is not None:
+        warnings.warn(
+            f"{what}: {problem}. Filtered backprojection cannot weight such a scan, and its "
+            "image will have streaks and missing-wedge artefacts. An iterative method copes "
+            "with any angles: SIRT, CGLS or TV (recon.classical.SIRT, CGLS, TV).",
+            AngularCoverageWarning,
+            stacklevel=4,
+        )
+
+
+def _scan_weights(
+    geometry, short_scan: bool | None, fan_angles: np.ndarray | None, what: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Quadrature weights per angle and, for a fan-beam short scan, Parker weights per ray.
+
+    Warns (:class:`AngularCoverageWarning`) on any coverage FBP cannot weight. Parallel beam:
+    the midpoint rule modulo π. Fan/cone beam (``fan_angles`` = the signed fan angle of each
+    detector column): a full turn gets half the midpoint weights modulo 2π (each line is measured
+    twice); one arc of at least π (``short_scan=None``) or any scan (``short_scan=True``) gets the
+    full midpoint weights times :func:`parker_weights`; ``short_scan=False`` keeps the full-turn
+    weights. Arcs shorter than π (limited angle) get the full weights and no Parker weights.
+    """
+    angles = geometry.angles_array
+    if fan_angles is None:
+        if short_scan:
+            raise ValueError(
+                "short_scan=True asks for Parker weights, which only fan and cone beams need: "
+                "a parallel-beam scan over 180° is complete; leave short_scan=None"
+            )
+        _warn_coverage(coverage_problem(angular_coverage(angles, period=math.pi)), what)
+        return _angle_weights(angles, math.pi), None
+    radius = math.hypot(*geometry.domain_shape[-2:]) * _cell_size(geometry) / 2
+    fan_angle = 2 * math.asin(min(1.0, radius / geometry.source_distance))
+    coverage = angular_coverage(angles, period=2 * math.pi)
+    _warn_coverage(coverage_problem(coverage, fan_angle=fan_angle), what)
+    weights = _angle_weights(angles, 2 * math.pi)
+    if short_scan is False or (short_scan is None and coverage.full):
+        return weights / 2, None
+    if coverage.span + 1.01 * coverage.step < math.pi:
+        if short_scan:
+            raise ValueError(
+                f"short_scan=True needs a scan of at least 180° (plus the fan angle, "
+                f"{math.degrees(fan_angle):.1f}°); these angles cover "
+                f"{math.degrees(coverage.span):.1f}°: use short_scan=None"
+            )
+        return weights, None  # limited angle: each line is measured about once
+    parker = parker_weights(angles, fan_angles, start=coverage.start, span=coverage.span)
+    return weights, parker
+
+
+def _cell_size(geometry) -> float:
+    return geometry.pixel_size if hasattr(geometry, "pixel_size") else geometry.voxel_size
 
 
 def _fft_length(n: int, padding: bool) -> int:
@@ -185,7 +270,8 @@ def fbp(
     filter: str = "ram-lak",
     frequency_scaling: float = 1.0,
     padding: bool = True,
-) -> torch.Tensor:
+    short_scan: bool | None = None,
+) -> torch.Tensor | np.ndarray:
     r"""Filtered backprojection for 2D parallel-beam and flat-detector fan-beam geometries.
 
     Reads ``op.geometry`` (:class:`~operators.Parallel2D` or :class:`~operators.FanBeam2D`) and
@@ -217,8 +303,23 @@ def fbp(
         \Big(\frac{R\,(x\cos θ + y\sin θ)}{L}\Big)\,dθ,
         \qquad L = R - x\sin θ + y\cos θ,
 
-    where ``L`` is the distance from the source to the pixel along the central ray. The
-    integral needs a full turn (the default angles); shorter scans get no Parker weights.
+    where ``L`` is the distance from the source to the pixel along the central ray.
+
+    **Short scans** (fan beam). The integral above needs a full turn. One contiguous arc of at
+    least 180° plus the fan angle is enough if each ray is weighted with Parker's weights
+    :math:`w(θ, γ)` (:func:`~recon.classical.coverage.parker_weights`) instead of ½, so that
+    the two measurements of every line add up to one, as ASTRA's ``ShortScan`` option.
+    ``short_scan=None`` (the default) applies them whenever the angles are one arc shorter than
+    a full turn; ``True`` always (an overscan up to a full turn is fine), ``False`` never.
+
+    **Coverage FBP cannot weight** raises an
+    :class:`AngularCoverageWarning` that names iterative alternatives (SIRT, CGLS, TV): gaps
+    wider than ``max(4 × the median angle step, 5°)`` (for example 60–90° missing), a parallel
+    scan covering less than 180°, a fan-beam arc shorter than 180° + the fan angle. The image is
+    still computed (limited-angle arcs are not stretched to fill the missing wedge).
+
+    A ``detector_offset`` ``o`` of the geometry (element ``k`` at ``(k − (n−1)/2)·Δu + o``) is
+    honoured in both geometries; a fan-beam ``rotation_offset`` is not (it raises).
 
     The backprojection is pixel-driven: every pixel's detector coordinate is computed per angle and
     the filtered projection is interpolated linearly there (zero outside the detector), in chunks
@@ -227,8 +328,9 @@ def fbp(
 
     Parameters
     ----------
-    y : torch.Tensor
-        Sinograms of shape ``(*batch, n_angles, n_detectors)``.
+    y : torch.Tensor or array-like
+        Sinograms of shape ``(*batch, n_angles, n_detectors)``. A numpy array (or a nested list)
+        is computed on the CPU in its own floating dtype (float32 for integers).
     op : RayTransform
         An operator whose ``geometry`` is a ``Parallel2D`` or ``FanBeam2D``.
     filter : {"ram-lak", "shepp-logan", "cosine", "hann"}
@@ -238,17 +340,22 @@ def fbp(
         is stretched to end there), as in ODL's ``fbp_op``.
     padding : bool
         Zero-pad before the FFT (default). Without it the convolution wraps around the detector.
+    short_scan : bool or None
+        Parker weights for fan-beam short scans: ``None`` detects them, ``True`` forces them,
+        ``False`` turns them off. Parallel beam needs none (``True`` raises).
 
     Returns
     -------
-    torch.Tensor
-        Images of shape ``(*batch, H, W)``.
+    torch.Tensor or numpy.ndarray
+        Images of shape ``(*batch, H, W)``: a tensor for a tensor ``y``, a numpy array for a
+        numpy array or array-like ``y``.
 
     Raises
     ------
     ValueError
-        If ``op`` has no 2D parallel or fan-beam geometry, ``y`` is misshapen or not finite, or the
-        filter options are invalid.
+        If ``op`` has no 2D parallel or fan-beam geometry, ``y`` is misshapen or not finite, the
+        filter options are invalid, or ``short_scan=True`` cannot apply (parallel beam, or a
+        fan-beam scan shorter than 180°).
 
     Example
     -------
@@ -258,6 +365,17 @@ def fbp(
     >>> x = fbp(op(shepp_logan((64, 64))), op, filter="hann")
     >>> x.shape
     torch.Size([64, 64])
+
+    A fan-beam short scan (180° + the fan angle) gets Parker weights by itself; numpy in, numpy
+    out:
+
+    >>> import numpy as np
+    >>> g = operators.FanBeam2D(64, n_angles=120, source_distance=150.0, angles=np.deg2rad(
+    ...     np.arange(0, 240, 2.0)))
+    >>> fan = operators.RayTransform(g, backend="astra")
+    >>> x = fbp(fan(shepp_logan((64, 64))).numpy(), fan)
+    >>> type(x).__name__, x.shape
+    ('ndarray', (64, 64))
     """
     geometry = getattr(op, "geometry", None)
     if not isinstance(geometry, (Parallel2D, FanBeam2D)):
@@ -267,6 +385,8 @@ def fbp(
             f"got {type(op).__name__} with geometry {type(geometry).__name__}{hint}"
         )
     name, scaling = check_filter(filter, frequency_scaling)
+    short_scan = check_short_scan(short_scan)
+    y, was_array = as_torch(y)
     batch_shape = check_measurements(y, op)
     n_angles, n_det = geometry.range_shape
     H, W = geometry.image_shape
@@ -275,17 +395,27 @@ def fbp(
     sino = y.reshape(-1, n_angles, n_det)
     angles = geometry.angles_array
     fan = isinstance(geometry, FanBeam2D)
+    offset = float(getattr(geometry, "detector_offset", 0.0))  # element k sees (k-(n-1)/2)·ds + o
 
     if fan:
+        if float(getattr(geometry, "rotation_offset", 0.0)) != 0.0:
+            raise ValueError(
+                "fbp does not support a fan-beam rotation_offset (the central ray missing the "
+                "rotation axis); use an iterative method (SIRT, CGLS or TV in recon.classical), "
+                "or express the shift as a detector_offset if the source is centred"
+            )
         R, D = geometry.source_distance, geometry.detector_distance
         iso = R / (R + D)  # detector → isocentre scaling
-        s = _centred(n_det, ds * iso, dtype=dtype, device=device)
+        s = _centred(n_det, ds * iso, dtype=torch.float64, device="cpu") + offset * iso
+        weights, parker = _scan_weights(geometry, short_scan, torch.atan(s / R).numpy(), "fbp")
+        s = s.to(dtype=dtype, device=device)
         sino = sino * (R / torch.sqrt(R * R + s * s))
+        if parker is not None:
+            sino = sino * torch.as_tensor(parker, dtype=dtype, device=device)
         filtered = _ramp_filter(sino, ds * iso, name, scaling, padding)
-        weights = _angle_weights(angles, 2 * math.pi) / 2
     else:
+        weights, _ = _scan_weights(geometry, short_scan, None, "fbp")
         filtered = _ramp_filter(sino, ds, name, scaling, padding)
-        weights = _angle_weights(angles, math.pi)
 
     xs = _centred(W, ps, dtype=dtype, device=device)[None, :].expand(H, W).reshape(1, -1)
     ys = _centred(H, ps, dtype=dtype, device=device, flip=True)[:, None].expand(H, W).reshape(1, -1)
@@ -304,10 +434,11 @@ def fbp(
             w = w * (R / L) ** 2
         else:
             u = t
-        index = u / ds + (n_det - 1) / 2
+        index = (u - offset) / ds + (n_det - 1) / 2
         values = _interp_linear(filtered[:, start:stop], index)  # (B, c, P)
         image = image + (values * w).sum(dim=1)
-    return image.reshape(*batch_shape, H, W)
+    image = image.reshape(*batch_shape, H, W)
+    return image.detach().cpu().numpy() if was_array else image
 
 
 def fdk(
@@ -317,7 +448,8 @@ def fdk(
     filter: str = "ram-lak",
     frequency_scaling: float = 1.0,
     padding: bool = True,
-) -> torch.Tensor:
+    short_scan: bool | None = None,
+) -> torch.Tensor | np.ndarray:
     r"""Feldkamp–Davis–Kress reconstruction for circular cone beam with a flat detector.
 
     Reads ``op.geometry`` (:class:`~operators.ConeBeam3D`): source at :math:`R(\sin θ, -\cos θ, 0)`,
@@ -339,27 +471,29 @@ def fdk(
     cosine weighting, ramp filtering along each detector row (as in :func:`fbp`) and a
     voxel-driven backprojection with the distance weight and bilinear interpolation, in torch
     (CPU or GPU, batched). Exact in the central plane, approximate away from it (the cone-beam
-    artefacts of FDK grow with the cone angle).
+    artefacts of FDK grow with the cone angle). Short scans (one arc of at least 180° plus the
+    in-plane fan angle) get Parker weights in the in-plane fan angle, and coverage FBP cannot
+    weight raises an :class:`AngularCoverageWarning`, both as in :func:`fbp`.
 
     Parameters
     ----------
-    y : torch.Tensor
-        Projections of shape ``(*batch, n_angles, det_rows, det_cols)``.
+    y : torch.Tensor or array-like
+        Projections of shape ``(*batch, n_angles, det_rows, det_cols)`` (numpy as in :func:`fbp`).
     op : RayTransform
         An operator whose ``geometry`` is a ``ConeBeam3D``.
-    filter, frequency_scaling, padding
+    filter, frequency_scaling, padding, short_scan
         As in :func:`fbp`.
 
     Returns
     -------
-    torch.Tensor
-        Volumes of shape ``(*batch, D, H, W)``.
+    torch.Tensor or numpy.ndarray
+        Volumes of shape ``(*batch, D, H, W)``, of the type of ``y`` (numpy for array-likes).
 
     Raises
     ------
     ValueError
-        If ``op`` has no ``ConeBeam3D`` geometry, ``y`` is misshapen or not finite, or the filter
-        options are invalid.
+        If ``op`` has no ``ConeBeam3D`` geometry, ``y`` is misshapen or not finite, the filter
+        options are invalid, or ``short_scan=True`` is given for a scan shorter than 180°.
 
     Example
     -------
@@ -376,6 +510,8 @@ def fdk(
             f"got {type(op).__name__} with geometry {type(geometry).__name__}"
         )
     name, scaling = check_filter(filter, frequency_scaling)
+    short_scan = check_short_scan(short_scan)
+    y, was_array = as_torch(y)
     batch_shape = check_measurements(y, op)
     n_angles, n_rows, n_cols = geometry.range_shape
     D, H, W = geometry.volume_shape
@@ -386,11 +522,14 @@ def fdk(
     iso = R / (R + Dd)
     proj = y.reshape(-1, n_angles, n_rows, n_cols)
 
-    a = _centred(n_cols, ds_col * iso, dtype=dtype, device=device)
+    a = _centred(n_cols, ds_col * iso, dtype=torch.float64, device="cpu")
+    weights, parker = _scan_weights(geometry, short_scan, torch.atan(a / R).numpy(), "fdk")
+    a = a.to(dtype=dtype, device=device)
     b = _centred(n_rows, ds_row * iso, dtype=dtype, device=device)
     proj = proj * (R / torch.sqrt(R * R + a[None, :] ** 2 + b[:, None] ** 2))
+    if parker is not None:
+        proj = proj * torch.as_tensor(parker, dtype=dtype, device=device)[:, None, :]
     filtered = _ramp_filter(proj, ds_col * iso, name, scaling, padding)
-    weights = _angle_weights(geometry.angles_array, 2 * math.pi) / 2
 
     xs = _centred(W, vs, dtype=dtype, device=device)[None, :].expand(H, W).reshape(1, 1, -1)
     ys = _centred(H, vs, dtype=dtype, device=device, flip=True)[:, None]
@@ -414,4 +553,5 @@ def fdk(
         values = _interp_bilinear(filtered[:, start:stop], row.reshape(c, -1), col)
         weight = (w * (R / L) ** 2).expand(c, D, H * W).reshape(c, -1)
         volume = volume + (values * weight).sum(dim=1)
-    return volume.reshape(*batch_shape, D, H, W)
+    volume = volume.reshape(*batch_shape, D, H, W)
+    return volume.detach().cpu().numpy() if was_array else volume

@@ -7,12 +7,21 @@ refused with an error that names the file and says how to convert it. :func:`loa
 run's model from its ``.hydra/config.yaml`` and instantiates only ``_target_`` paths under the
 project's packages (and ``torch.nn``), or ones the caller allows explicitly.
 
+A trainer checkpoint may also carry its model's constructor record, ``model_config`` =
+``{"_target_": "recon.unrolled.LearnedPrimalDual", **arguments}`` (JSON-like data, as Lightning's
+``save_hyperparameters``), so a model trained from Python rebuilds without any ``.hydra/``. Models
+get a record from :func:`build_model`, from the :func:`record_init_args` class decorator, or from
+the caller (``Trainer(model_config=...)``); ``recon-train`` records its ``model`` config node.
+
 - :func:`atomic_save`, :func:`atomic_write_text`, :func:`atomic_copy`: a temporary file in the
   same folder, ``fsync``, ``os.replace``: a run killed at any instant leaves complete files only.
 - :func:`rng_state`, :func:`set_rng_state`: every RNG of the process, in types ``weights_only``
   loads.
-- :func:`load_trained`: the weights of a trainer checkpoint into a model.
-- :func:`load_run`: the model of a ``recon-train`` run folder.
+- :func:`load_trained`: the weights of a trainer checkpoint into a model (or into the model its
+  record rebuilds).
+- :func:`load_run`: the model of a run folder (``recon-train``, or a trainer run from Python).
+- :func:`build_model`, :func:`record_init_args`, :func:`init_config_of`,
+  :func:`check_model_config`: the constructor record a checkpoint carries.
 
 Example
 -------
@@ -26,12 +35,15 @@ Example
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import pickle
 import random
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +51,21 @@ import numpy as np
 import torch
 
 __all__ = [
+    "MODEL_CONFIG_KEY",
     "TRUSTED_TARGET_PREFIXES",
     "UnsafeCheckpointError",
     "atomic_copy",
     "atomic_save",
     "atomic_write_bytes",
     "atomic_write_text",
+    "build_model",
+    "check_model_config",
     "check_targets",
+    "init_config_of",
     "load_run",
     "load_trained",
     "load_weights_file",
+    "record_init_args",
     "training_operator",
     "rng_state",
     "set_rng_state",
@@ -64,6 +81,10 @@ TRUSTED_TARGET_PREFIXES: tuple[str, ...] = (
     "torch.nn.",
     "torch.optim.",
 )
+
+
+#: The key of a trainer checkpoint that holds its model's constructor record.
+MODEL_CONFIG_KEY = "model_config"
 
 
 class UnsafeCheckpointError(ValueError):
@@ -246,11 +267,203 @@ def _few(keys: Sequence[str], most: int = 6) -> str:
     return f"[{shown}{', …' if len(keys) > most else ''}] ({len(keys)})" if keys else "none"
 
 
+# --------------------------------------------------------------------------- model records
+def public_path(cls: type) -> str:
+    """The shortest importable dotted path of ``cls`` (``recon.unrolled.LearnedPrimalDual``,
+    not ``recon.unrolled.networks.LearnedPrimalDual``), as a ``_target_`` names it.
+
+    Raises ``ValueError`` for a class defined inside a function (it has no such path).
+
+    Example
+    -------
+    >>> public_path(torch.nn.Linear)
+    'torch.nn.Linear'
+    """
+    name = cls.__qualname__
+    if "<locals>" in name or cls.__module__ == "__main__":
+        raise ValueError(
+            f"{cls.__module__}.{name} cannot be imported by another program: define the class "
+            "at the top level of an importable module so that a checkpoint can name it"
+        )
+    parts = cls.__module__.split(".")
+    for end in range(1, len(parts) + 1):
+        module = sys.modules.get(".".join(parts[:end]))
+        if module is not None and getattr(module, name, None) is cls:
+            return f"{module.__name__}.{name}"
+    return f"{cls.__module__}.{name}"
+
+
+def _plain(value: Any, at: str) -> Any:
+    """``value`` as JSON-like data (tuples as lists, recorded modules as their records)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{at}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            raise ValueError(f"{at} has keys that are not strings: {list(value)!r}")
+        return {key: _plain(item, f"{at}.{key}") for key, item in value.items()}
+    record = getattr(value, "init_config", None)
+    if isinstance(value, torch.nn.Module) and record is not None:
+        return _plain(record, at)
+    raise ValueError(
+        f"{at} is a {type(value).__name__}, which a model record cannot hold (numbers, strings, "
+        "lists, dicts, None, or modules built with build_model/record_init_args)"
+    )
+
+
+def check_model_config(config: Any, *, where: str = "model_config") -> dict[str, Any]:
+    """``config`` as a plain model record: a dict with a string ``_target_`` and JSON-like
+    values (OmegaConf nodes are resolved; tuples become lists).
+
+    Raises ``ValueError`` naming the first entry that is not JSON-like, or a missing
+    ``_target_``.
+
+    Example
+    -------
+    >>> check_model_config({"_target_": "recon.unrolled.FBPUNet", "channels": 8, "pad": (1, 2)})
+    {'_target_': 'recon.unrolled.FBPUNet', 'channels': 8, 'pad': [1, 2]}
+    >>> check_model_config({"channels": 8})
+    Traceback (most recent call last):
+    ...
+    ValueError: model_config needs a string _target_ (the model's class), got keys ['channels']
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)
+    if not isinstance(config, Mapping):
+        raise ValueError(f"{where} must be a dict, got {type(config).__name__}")
+    if not isinstance(config.get("_target_"), str):
+        raise ValueError(
+            f"{where} needs a string _target_ (the model's class), got keys {sorted(config)}"
+        )
+    return _plain(config, where)
+
+
+def init_config_of(model: Any) -> dict[str, Any] | None:
+    """The constructor record ``model`` carries (from :func:`build_model` or
+    :func:`record_init_args`), or ``None``.
+
+    Example
+    -------
+    >>> init_config_of(build_model("torch.nn.Linear", in_features=2, out_features=1))
+    {'_target_': 'torch.nn.Linear', 'in_features': 2, 'out_features': 1}
+    >>> init_config_of(torch.nn.Linear(2, 1)) is None
+    True
+    """
+    record = getattr(model, "init_config", None)
+    return None if record is None else check_model_config(record)
+
+
+def build_model(target: Any, /, **arguments: Any) -> Any:
+    """Build a model and record how: ``target(**arguments)`` carrying ``init_config``.
+
+    ``target`` is a class, a dotted path or a config dict with ``_target_`` (``arguments``
+    then update it); it is built with Hydra's ``instantiate``, as ``recon-train`` builds the
+    ``model`` node. A trainer checkpoint of the model carries the record, from which
+    :func:`load_run` and :func:`load_trained` rebuild it.
+
+    Raises ``ValueError`` when the arguments are not JSON-like (see :func:`check_model_config`).
+
+    Example
+    -------
+    >>> from recon.unrolled import LearnedPrimalDual
+    >>> lpd = build_model(LearnedPrimalDual, n_iter=2, channels=4)
+    >>> init_config_of(lpd)
+    {'_target_': 'recon.unrolled.LearnedPrimalDual', 'n_iter': 2, 'channels': 4}
+    """
+    from hydra.utils import instantiate
+
+    if isinstance(target, type):
+        config = {"_target_": public_path(target), **arguments}
+    elif isinstance(target, str):
+        config = {"_target_": target, **arguments}
+    elif isinstance(target, Mapping):
+        config = {**target, **arguments}
+    else:
+        kind = type(target).__name__
+        raise TypeError(f"build_model takes a class, a dotted path or a config dict, got {kind}")
+    config = check_model_config(config)
+    model = instantiate(config)
+    model.init_config = config
+    return model
+
+
+def record_init_args(cls: type) -> type:
+    """Class decorator: each instance records the arguments it was built with (defaults
+    included) as ``init_config`` = ``{"_target_": <its class>, **arguments}``, the record a
+    trainer checkpoint carries (Lightning's ``save_hyperparameters``).
+
+    A subclass that defines its own ``__init__`` records nothing unless decorated too.
+    Arguments that are not JSON-like (a tensor, an operator) leave the record ``None``; modules
+    that carry a record are recorded as their own record.
+
+    Example
+    -------
+    >>> @record_init_args
+    ... class Net(torch.nn.Module):
+    ...     def __init__(self, *, width: int = 4, depth: int = 2):
+    ...         super().__init__()
+    ...         self.layers = torch.nn.Sequential(*[torch.nn.Linear(width, width)] * depth)
+    >>> Net(width=3).init_config
+    {'_target_': 'recon.checkpoints.Net', 'width': 3, 'depth': 2}
+    """
+    init = cls.__init__
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if type(self).__init__ is not __init__:  # a subclass with its own __init__
+            object.__setattr__(self, "init_config", None)  # records itself if decorated
+            return
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    arguments["_args_"] = list(value)
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                arguments.update(value)
+            else:
+                arguments[name] = value
+        try:
+            record = check_model_config({"_target_": public_path(type(self)), **arguments})
+        except ValueError:
+            record = None
+        object.__setattr__(self, "init_config", record)
+
+    cls.__init__ = __init__
+    return cls
+
+
+def _rebuild(record: Any, where: str, allow: Sequence[str]) -> torch.nn.Module:
+    """The model a checkpoint's record names, after checking its targets."""
+    from hydra.utils import instantiate
+
+    record = check_model_config(record, where=where)
+    check_targets(record, allow=allow, where=where)
+    model = instantiate(record)
+    model.init_config = record
+    return model
+
+
 def load_trained(
-    model: torch.nn.Module, checkpoint: str | Path, *, skip: Sequence[str] = ()
+    model: torch.nn.Module | str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    *,
+    skip: Sequence[str] = (),
+    allow: Sequence[str] = (),
 ) -> torch.nn.Module:
     """Load the weights of a trainer checkpoint (``best.pt``, ``last.pt``, ``step_*.pt``) into
     ``model`` and return it in eval mode.
+
+    Without a model (``load_trained(checkpoint)`` or ``model=None``) the model is rebuilt from
+    the constructor record the checkpoint carries (see :func:`build_model`); only ``_target_``
+    paths under the project's packages, or in ``allow``, are instantiated (:func:`check_targets`).
 
     ``skip`` names submodules of the checkpoint's model not to load. A model without them goes
     without (the adjoint networks of a learned operator fine-tuned with its linearised
@@ -264,9 +477,11 @@ def load_trained(
     (:func:`load_weights_file`).
 
     Raises ``FileNotFoundError`` naming the path when the checkpoint is missing,
-    :class:`UnsafeCheckpointError` for a file that would run code, ``ValueError`` naming a
-    ``skip`` entry that is not a submodule of the checkpoint's model, and ``RuntimeError``
-    listing the weights that are missing from the checkpoint or that the model does not have.
+    :class:`UnsafeCheckpointError` for a file that would run code or a record naming an
+    untrusted target, ``ValueError`` naming a ``skip`` entry that is not a submodule of the
+    checkpoint's model (or, without a model, a checkpoint without a record), and
+    ``RuntimeError`` listing the weights that are missing from the checkpoint or that the model
+    does not have.
 
     Example
     -------
@@ -275,12 +490,34 @@ def load_trained(
     >>> atomic_save({"model": torch.nn.Linear(2, 1).state_dict()}, path)
     >>> load_trained(torch.nn.Linear(2, 1), path).training
     False
+    >>> net = build_model("torch.nn.Linear", in_features=2, out_features=1)
+    >>> atomic_save({"model": net.state_dict(), "model_config": init_config_of(net)}, path)
+    >>> torch.equal(load_trained(path).weight, net.weight)
+    True
     """
+    if checkpoint is None and isinstance(model, (str, os.PathLike)):
+        model, checkpoint = None, model
+    if checkpoint is None:
+        raise TypeError("load_trained needs a checkpoint: load_trained([model,] checkpoint)")
     path = Path(checkpoint).expanduser()
     state = load_weights_file(path)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path} is not a tomolearn trainer checkpoint (no 'model' entry)")
-    weights = state["model"]
+    if model is None:
+        if state.get(MODEL_CONFIG_KEY) is None:
+            raise ValueError(
+                f"{path} records no model config (a checkpoint of an older run, or of a model "
+                "built without build_model/record_init_args): pass the model, "
+                "load_trained(model, path), or load_run(<its run folder>) for a recon-train run"
+            )
+        model = _rebuild(state[MODEL_CONFIG_KEY], f"{path} ({MODEL_CONFIG_KEY})", allow)
+    return _load_state(model, state["model"], path, skip)
+
+
+def _load_state(
+    model: torch.nn.Module, weights: dict[str, Any], path: Path, skip: Sequence[str]
+) -> torch.nn.Module:
+    """Load ``weights`` (of ``path``) into ``model`` but ``skip``; eval mode."""
     for name in skip:
         if not any(key.startswith(f"{name}.") for key in weights):
             modules = sorted({key.split(".")[0] for key in weights})
@@ -377,11 +614,13 @@ def training_operator(run_dir: str | Path) -> dict[str, Any] | None:
 def load_run(
     run_dir: str | Path, checkpoint: str = "best.pt", *, allow: Sequence[str] = ()
 ) -> torch.nn.Module:
-    """The trained model of a ``recon-train`` run folder (or a quickstart's ``train/``).
+    """The trained model of a run folder: ``recon-train``'s, a quickstart's ``train/``, or a
+    :class:`~recon.training.Trainer` run from Python.
 
-    Rebuilds the model from the run's own config (``.hydra/config.yaml``) and loads
-    ``checkpoints/<checkpoint>``, so an evaluation cannot pair weights with the wrong
-    architecture::
+    Rebuilds the model from the constructor record in ``checkpoints/<checkpoint>``
+    (``model_config``), or, for a checkpoint without one (older runs), from the run's own config
+    (``.hydra/config.yaml``), and loads the checkpoint's weights, so an evaluation cannot pair
+    weights with the wrong architecture::
 
         methods:
           lpd: {_target_: recon.checkpoints.load_run, run_dir: outputs/ellipses_lpd}
@@ -389,24 +628,38 @@ def load_run(
     Only ``_target_`` paths under the project's packages (and ``torch.nn``/``torch.optim``) are
     instantiated; ``allow`` adds prefixes (ending in ``.``) or exact paths the caller trusts.
 
-    Raises ``FileNotFoundError`` naming what is missing (the folder, its config or the
-    checkpoint) and :class:`UnsafeCheckpointError` for a config naming an untrusted target.
+    Raises ``FileNotFoundError`` naming what is missing (the folder, the checkpoint, or a
+    config to rebuild the model from) and :class:`UnsafeCheckpointError` for a record or config
+    naming an untrusted target.
     """
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     run_dir = Path(run_dir).expanduser()
     config = run_dir / ".hydra" / "config.yaml"
+    path = run_dir / "checkpoints" / checkpoint
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}")
-    if not config.is_file():
+    if not path.is_file() and not config.is_file():
         raise FileNotFoundError(
-            f"{run_dir} has no .hydra/config.yaml: not a recon-train run directory "
-            "(use recon.checkpoints.load_trained with an explicit model config instead)"
+            f"{run_dir} has no checkpoints/{checkpoint} and no .hydra/config.yaml: not a "
+            "recon-train run directory"
         )
-    model_cfg = OmegaConf.load(config).get("model")
-    if model_cfg is None:
-        raise ValueError(f"{config} has no model node; it is not a training run's config")
-    check_targets(model_cfg, allow=allow, where=str(config))
-    model = instantiate(model_cfg)
-    return load_trained(model, run_dir / "checkpoints" / checkpoint)
+    state = load_weights_file(path)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path} is not a tomolearn trainer checkpoint (no 'model' entry)")
+    if state.get(MODEL_CONFIG_KEY) is not None:
+        model = _rebuild(state[MODEL_CONFIG_KEY], f"{path} ({MODEL_CONFIG_KEY})", allow)
+    elif config.is_file():
+        model_cfg = OmegaConf.load(config).get("model")
+        if model_cfg is None:
+            raise ValueError(f"{config} has no model node; it is not a training run's config")
+        check_targets(model_cfg, allow=allow, where=str(config))
+        model = instantiate(model_cfg)
+    else:
+        raise FileNotFoundError(
+            f"{path} records no model config and {run_dir} has no .hydra/config.yaml: not a "
+            "recon-train run directory (use recon.checkpoints.load_trained(model, path) with "
+            "the model you built)"
+        )
+    return _load_state(model, state["model"], path, ())

@@ -18,23 +18,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+# one implementation, shared with training from Python (recon.training.defaults)
+from recon.training.defaults import config_dir
+
 __all__ = ["CONF_DIR", "compose_config", "config_dir"]
-
-_HERE = Path(__file__).resolve()
-
-
-def config_dir() -> Path:
-    """The directory of ``config.yaml`` and ``eval.yaml``: packaged, else the checkout's.
-
-    Raises ``FileNotFoundError`` when neither exists (a broken install).
-    """
-    for candidate in (_HERE.parents[1] / "conf", _HERE.parents[2] / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"no Hydra configs found beside {_HERE.parents[1]} (recon/conf in a wheel, conf/ in a "
-        "checkout): reinstall tomolearn"
-    )
 
 
 #: The config directory of this installation (see :func:`config_dir`).

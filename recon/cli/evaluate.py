@@ -7,6 +7,7 @@
     recon-eval protocol=adler/classical data.splits.test.size=1
     recon-eval protocol=ellipses/classical search=true      # tune on the validation split
     recon-eval -m hparams_search=tv protocol=ellipses/classical   # Optuna search of TV λ
+    recon-eval --list protocols            # what exists (reconstructors, operators, all, ...)
 
 Under the run's output directory it writes ``metrics.json``, ``results.md``, ``results.csv``,
 ``grid.png`` (truth | each method | each method's error, labelled with PSNR/SSIM) and TensorBoard
@@ -18,12 +19,14 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from recon.cli.config import config_dir
+from recon.cli.listing import intercept
 from recon.runs.evaluation import (
     check_training_operators,
     image_grid,
@@ -135,6 +138,11 @@ def main() -> float:
     :mod:`recon.runs.sweep`).
     """
     import hydra
+
+    # --list KIND and --help are answered before Hydra parses the arguments
+    status = intercept(sys.argv[1:], command="recon-eval", config_name="eval")
+    if status is not None:
+        sys.exit(status)
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
     def _main(cfg: DictConfig) -> float:

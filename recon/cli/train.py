@@ -7,8 +7,11 @@
     recon-train experiment=ellipses/lpd trainer.max_steps=5000
     recon-train experiment=ellipses/lpd resume=true hydra.run.dir=outputs/lpd   # continue
     recon-train experiment=ellipses/lpd init_from=outputs/lpd/checkpoints/best.pt  # fine-tune
+    recon-train --list experiments     # what exists (experiments, operators, phantoms, all, ...)
+    recon-train --help                 # the config groups recon-train uses, with their options
 
-Checkpoints, TensorBoard logs (``tb/``) and ``run.json`` go under the run's output directory.
+Checkpoints, TensorBoard logs (``tb/``) and ``run.json`` go under the run's output directory;
+the checkpoints carry the ``model`` config node (:func:`model_record`).
 :func:`recon.checkpoints.load_run` loads the trained model of a run folder for ``recon-eval``::
 
     methods:
@@ -18,14 +21,16 @@ Checkpoints, TensorBoard logs (``tb/``) and ``run.json`` go under the run's outp
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from data_tools.datasets import MemoryCachedDataset
-from recon.checkpoints import load_trained
+from recon.checkpoints import check_model_config, load_trained
 from recon.cli.config import config_dir
+from recon.cli.listing import intercept
 from recon.data import build_split
 from recon.runs.folders import claim_output_dir
 from recon.runs.provenance import record_outcome, write_provenance
@@ -33,7 +38,7 @@ from recon.runs.sweep import run_job
 from recon.training import Trainer, distributed
 from recon.training.tasks import SupervisedTask, as_task
 
-__all__ = ["check_trainer_config", "main", "train"]
+__all__ = ["check_trainer_config", "main", "model_record", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +101,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         optimizer=_optimizers(cfg.optim),
         seed=int(cfg.seed),
         hparams=hparams,
+        model_config=model_record(cfg),
         **trainer_cfg,
     )
     result = trainer.fit(resume=bool(cfg.resume))
@@ -153,6 +159,26 @@ def check_trainer_config(cfg: DictConfig) -> None:
         )
 
 
+def model_record(cfg: DictConfig) -> dict | None:
+    """``cfg.model`` resolved to the constructor record the checkpoints carry (so
+    :func:`recon.checkpoints.load_run` rebuilds the model without ``.hydra/``); ``None``, with a
+    warning, for a node that does not resolve to plain data.
+
+    Example
+    -------
+    >>> from omegaconf import OmegaConf
+    >>> cfg = OmegaConf.create({"n": 2, "model": {"_target_": "recon.unrolled.FBPUNet",
+    ...                                           "depth": "${n}"}})
+    >>> model_record(cfg)
+    {'_target_': 'recon.unrolled.FBPUNet', 'depth': 2}
+    """
+    try:
+        return check_model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    except Exception as error:  # noqa: BLE001 - the run trains; load_run then reads .hydra/
+        log.warning("the checkpoints carry no model record (%s); load_run reads .hydra/", error)
+        return None
+
+
 def _yaml(value: object) -> str:
     """``value`` as written on a Hydra command line (``true``, not ``True``)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
@@ -185,6 +211,11 @@ def main() -> float:
     multirun a diverged or failed job returns ``-inf``, never NaN or ``None``.
     """
     import hydra
+
+    # --list KIND and --help are answered before Hydra parses the arguments
+    status = intercept(sys.argv[1:], command="recon-train", config_name="config")
+    if status is not None:
+        sys.exit(status)
 
     def train_and_report(cfg: DictConfig) -> dict:
         result = train(cfg)

@@ -72,7 +72,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from data_tools.metrics import psnr
-from recon.checkpoints import rng_state, set_rng_state
+from recon.checkpoints import check_model_config, init_config_of, rng_state, set_rng_state
 from recon.checks import check_int, check_optional_positive
 from recon.training.budget import BudgetClock
 from recon.training.checkpoint_folder import (
@@ -84,6 +84,7 @@ from recon.training.checkpoint_folder import (
 from recon.training.images import image_grid, mean_ssim
 from recon.training.optimizers import SCHEDULERS, lr_schedule, make_optimizers
 from recon.training.precision import amp_dtype
+from recon.training.quick import train_supervised
 from recon.training.records import hparams_record, jsonable, run_record
 from recon.training.sampler import SeededBatchSampler, dataset_length, to_device
 from recon.training.tasks.base import FunctionTask, Objective, Predict, Task, as_task
@@ -177,6 +178,10 @@ class Trainer:
     overwrite : bool
         Let a fresh run (``fit(resume=False)``) delete the checkpoints and logs of a previous run in
         ``out_dir``; without it, such an ``out_dir`` is refused.
+    model_config : dict or None
+        The model's constructor record ``{"_target_": ..., **arguments}``, stored in every
+        checkpoint so :func:`recon.checkpoints.load_run` rebuilds the model; by default the one
+        the model carries (:func:`recon.checkpoints.build_model`), if any.
 
     Raises
     ------
@@ -233,6 +238,7 @@ class Trainer:
         progress: bool = True,
         hparams: dict[str, Any] | None = None,
         overwrite: bool = False,
+        model_config: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -289,6 +295,8 @@ class Trainer:
         if hparams is not None and not isinstance(hparams, dict):
             raise ValueError(f"hparams must be a dict or None, got {type(hparams).__name__}")
         self.hparams = jsonable(dict(hparams or {}))
+        record = init_config_of(model) if model_config is None else model_config
+        self.model_config = None if record is None else check_model_config(record)
 
         self.train_data = train_data
         self.train_size = dataset_length(train_data, "train_data")
@@ -382,6 +390,10 @@ class Trainer:
                 f"the task has parameter groups {list(by_group)}: use trainer.{what}s[group]"
             )
         return next(iter(by_group.values()))
+
+    #: Train a reconstructor ``model(y, op)`` on ``(x, y)`` pairs with ``recon-train``'s
+    #: defaults: :func:`recon.training.quick.train_supervised`.
+    supervised = staticmethod(train_supervised)
 
     # ------------------------------------------------------------------ public
     def fit(self, *, resume: bool = False) -> dict[str, Any]:
@@ -686,6 +698,7 @@ class Trainer:
             "last_val": dict(last_val),
             "config": self.config,
             "hparams": self.hparams,
+            "model_config": self.model_config,
         }
         written = self.checkpoints.write(state, step=step, periodic=periodic, new_best=new_best)
         if written is not None:

@@ -3,6 +3,8 @@ file is named, and best/last/step files are independent (issue [hardening] items
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -10,9 +12,14 @@ from omegaconf import OmegaConf
 from recon.checkpoints import (
     UnsafeCheckpointError,
     atomic_copy,
+    build_model,
+    check_model_config,
+    init_config_of,
     load_run,
     load_trained,
     load_weights_file,
+    public_path,
+    record_init_args,
 )
 from recon.cli.config import compose_config
 from recon.cli.train import train
@@ -104,3 +111,120 @@ def test_copies_are_independent_files(tmp_path):
     atomic_copy(last, best)
     best.write_bytes(b"a foreign checkpoint")
     assert last.read_bytes() == b"step 10" and last.stat().st_ino != best.stat().st_ino
+
+
+# --------------------------------------------------------------------------- model records
+# (issue [own-data] item 11: checkpoints carry the model's constructor arguments)
+@pytest.fixture(scope="module")
+def python_run(tmp_path_factory):
+    """A run trained from Python (no .hydra/): (run folder, operator, measurements, model)."""
+    from data_tools.datasets import SyntheticDataset
+    from operators import Parallel2D, RayTransform
+    from recon.data import make_phantom
+    from recon.training import Trainer
+
+    op = RayTransform(Parallel2D((16, 16), n_angles=8), backend="matrix")
+    pairs = SyntheticDataset(phantom=make_phantom("random_ellipses"), operator=op, size=4, seed=0)
+    run = tmp_path_factory.mktemp("python") / "lpd"
+    _, model = Trainer.supervised(TINY_MODEL | {"init": "fbp"}, op, pairs, pairs, run,
+                                  max_steps=2, batch_size=2, progress=False)  # fmt: skip
+    y = torch.stack([pairs[i][1] for i in range(len(pairs))])
+    return run, op, y, model
+
+
+def test_load_run_rebuilds_a_model_trained_from_python_without_hydra(python_run):
+    run, op, y, trained = python_run
+    assert not (run / ".hydra").exists()
+    loaded = load_run(run)
+    assert isinstance(loaded, LearnedPrimalDual) and loaded is not trained and not loaded.training
+    assert loaded.n_iter == 2 and loaded.channels == 4 and loaded.init == "fbp"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(y, op), trained(y, op), rtol=0, atol=0)
+        # load_trained without a model rebuilds it from the checkpoint alone
+        alone = load_trained(run / "checkpoints" / "best.pt")
+        torch.testing.assert_close(alone(y, op), trained(y, op), rtol=0, atol=0)
+        last = load_run(run, "last.pt")
+        assert last(y, op).shape == (4, 1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "target", ["os.system", "builtins.exec", "torch.load", "subprocess.run", "recon_evil.Net"]
+)
+def test_a_record_naming_a_foreign_target_is_refused(python_run, tmp_path, target):
+    run, *_ = python_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    best = copy / "checkpoints" / "best.pt"
+    state = torch.load(best, weights_only=True)
+    state["model_config"] = {"_target_": target, "command": f"touch {tmp_path / 'ran'}"}
+    torch.save(state, best)
+    with pytest.raises(UnsafeCheckpointError, match=f"names _target_ '{target}'.*allow="):
+        load_run(copy)
+    with pytest.raises(UnsafeCheckpointError, match="outside the trusted packages"):
+        load_trained(best)
+    nested = TINY_MODEL | {"extra": {"_target_": target, "command": "true"}}
+    torch.save(state | {"model_config": nested}, best)
+    with pytest.raises(UnsafeCheckpointError, match=r"at extra"):
+        load_run(copy)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_checkpoint_without_a_record_loads_through_hydra_as_before(python_run, tmp_path):
+    run, op, y, trained = python_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    best = copy / "checkpoints" / "best.pt"
+    state = torch.load(best, weights_only=True)
+    del state["model_config"]  # a checkpoint written before records existed
+    torch.save(state, best)
+    with pytest.raises(FileNotFoundError, match="records no model config.*no .hydra/config.yaml"):
+        load_run(copy)
+    with pytest.raises(ValueError, match="records no model config.*load_trained\\(model, path\\)"):
+        load_trained(best)
+    (copy / ".hydra").mkdir()
+    OmegaConf.save({"model": TINY_MODEL | {"init": "fbp"}}, copy / ".hydra" / "config.yaml")
+    with torch.no_grad():
+        torch.testing.assert_close(load_run(copy)(y, op), trained(y, op), rtol=0, atol=0)
+
+
+def test_build_model_and_record_init_args():
+    lpd = build_model(LearnedPrimalDual, n_iter=2, channels=4)
+    assert init_config_of(lpd) == TINY_MODEL
+    assert init_config_of(build_model(TINY_MODEL, channels=3))["channels"] == 3
+    assert init_config_of(LearnedPrimalDual(n_iter=2)) is None  # not decorated (yet)
+
+    @record_init_args
+    class Net(torch.nn.Module):
+        def __init__(self, width: int = 4, *, inner: torch.nn.Module | None = None, scale=(1, 2)):
+            super().__init__()
+            self.linear = torch.nn.Linear(width, width)
+
+    class Wider(Net):
+        def __init__(self):
+            super().__init__(width=8)
+
+    class Same(Net):
+        pass
+
+    with pytest.raises(ValueError, match="cannot be imported by another program"):
+        public_path(Net)  # defined in a function: no checkpoint can name it
+    assert Net(3).init_config is None and Wider().init_config is None
+    Net.__qualname__ = Same.__qualname__ = "Net"  # as if defined at module level
+    record = Net(3, inner=lpd).init_config
+    assert record["width"] == 3 and record["scale"] == [1, 2] and record["inner"] == TINY_MODEL
+    assert Net(inner=torch.nn.Linear(1, 1)).init_config is None  # a module without a record
+    assert Same().init_config["_target_"].endswith(".Net")  # inherits __init__: its own record
+    assert Wider().init_config is None  # its own __init__, undecorated: no (wrong) record
+
+
+def test_check_model_config_names_what_cannot_be_recorded():
+    with pytest.raises(ValueError, match=r"model_config.weights is a Tensor"):
+        check_model_config({"_target_": "models.unet.UNet", "weights": torch.zeros(1)})
+    with pytest.raises(ValueError, match="needs a string _target_"):
+        check_model_config({"n_iter": 2})
+    with pytest.raises(ValueError, match="must be a dict"):
+        check_model_config(["recon.unrolled.FBPUNet"])
+    resolved = check_model_config(
+        OmegaConf.create({"n": 3, "m": {"_target_": "a.B", "k": "${n}"}}).m
+    )
+    assert resolved == {"_target_": "a.B", "k": 3}

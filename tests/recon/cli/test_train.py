@@ -13,7 +13,7 @@ from omegaconf import OmegaConf, open_dict
 from recon.checkpoints import load_run, load_trained
 from recon.cli.config import CONF_DIR
 from recon.cli.evaluate import evaluate
-from recon.cli.train import train
+from recon.cli.train import model_record, train
 
 TINY = [
     "operator.geometry.image_shape=[32,32]",
@@ -134,6 +134,26 @@ def test_load_run_rebuilds_the_model_from_the_runs_own_config(compose_cfg, tmp_p
         load_run(tmp_path, "last.pt").primal_blocks[0].last.weight,
         model.primal_blocks[0].last.weight,  # a 3-step run: best is last
     )
+
+
+def test_a_cli_runs_checkpoints_rebuild_the_model_without_hydra(compose_cfg, tmp_path):
+    """The checkpoints carry cfg.model (issue [own-data] item 11): no .hydra/ needed."""
+    cfg = compose_cfg("config", "experiment=quickstart/lpd", *TINY, "model.n_dual=2")
+    train(cfg, output_dir=tmp_path)
+    assert not (tmp_path / ".hydra").exists()  # train(cfg) alone: main() writes .hydra/
+    best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert best["model_config"] == OmegaConf.to_container(cfg.model, resolve=True)
+    model = load_run(tmp_path)
+    assert model.n_dual == 2 and not model.training
+    expected = load_trained(instantiate(cfg.model), tmp_path / "checkpoints" / "best.pt")
+    op = instantiate(cfg.operator)
+    y = torch.rand(2, 1, *op.range_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(model(y, op), expected(y, op), rtol=0, atol=0)
+    # a node that does not resolve to plain data (e.g. a hydra: interpolation) records nothing
+    with open_dict(cfg):
+        cfg.model.note = "${hydra:runtime.cwd}"
+    assert model_record(cfg) is None
 
 
 def test_learned_eval_experiment_evaluates_a_run_directory(compose_cfg, tmp_path):

@@ -46,6 +46,7 @@ from models.blocks import (
 )
 from models.denoising import conv_operator_norm, conv_spectral_norm, noise_level_map
 from models.dilated import CircularPad, DilatedCNN
+from models.dip_unet import DIPUNet
 from models.dncnn import DnCNN
 from models.drunet import DRUNet
 from models.gan import GAN, Critic, Generator, gradient_penalty
@@ -62,6 +63,7 @@ from models.icnn import (
 from models.unet import UPSAMPLING, UNet
 
 __all__ = [
+    "DIPUNet",
     "ACTIVATIONS",
     "ICNN",
     "ICNN_ACTIVATIONS",

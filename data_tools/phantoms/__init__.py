@@ -38,6 +38,12 @@ from data_tools.phantoms.ellipses import (
 )
 from data_tools.phantoms.head import SHEPP_LOGAN_ELLIPSES, shepp_logan
 from data_tools.phantoms.photoacoustic import balls, vessel_tree, vessels
+from data_tools.phantoms.rectangles import (
+    random_rectangles,
+    rectangle_params,
+    rectangles_family,
+    rectangles_image,
+)
 from data_tools.phantoms.registry import (
     PHANTOMS,
     Draw,
@@ -47,6 +53,10 @@ from data_tools.phantoms.registry import (
 )
 
 __all__ = [
+    "random_rectangles",
+    "rectangle_params",
+    "rectangles_family",
+    "rectangles_image",
     "FEW_ELLIPSES",
     "PHANTOMS",
     "PROFILES",

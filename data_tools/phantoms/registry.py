@@ -9,8 +9,9 @@ Built-in families (:data:`PHANTOMS`): ``random_ellipses`` (dival's distribution)
 (:data:`~data_tools.phantoms.ellipses.FEW_ELLIPSES`), ``smooth_ellipses``
 (:data:`~data_tools.phantoms.ellipses.SMOOTH_ELLIPSES`), ``shepp_logan``, and the photoacoustic
 ``vessels`` and ``balls`` (drawn in pixels of the grid they are rendered on, with the sensor side,
-row 0, kept at zero). A new family is one call to :func:`register_phantom` in the code that
-defines it; configs then name it like the built-in ones.
+row 0, kept at zero), and ``rectangles`` (:mod:`~data_tools.phantoms.rectangles`). A new family
+is one call to :func:`register_phantom` in the code that defines it; configs then name it like the
+built-in ones.
 
 Example
 -------
@@ -21,7 +22,7 @@ torch.Size([32, 32])
 Traceback (most recent call last):
 ...
 ValueError: unknown phantom 'ellipse'; known: random_ellipses, few_ellipses, smooth_ellipses, \
-shepp_logan, vessels, balls
+shepp_logan, vessels, balls, rectangles
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from data_tools.phantoms.ellipses import (
 )
 from data_tools.phantoms.head import shepp_logan
 from data_tools.phantoms.photoacoustic import balls, vessels
+from data_tools.phantoms.rectangles import rectangles_family
 
 __all__ = ["PHANTOMS", "Draw", "ellipse_family", "phantom_family", "register_phantom"]
 
@@ -102,6 +104,7 @@ PHANTOMS: dict[str, Draw] = {
     "shepp_logan": _shepp_logan,
     "vessels": _vessels,
     "balls": _balls,
+    "rectangles": rectangles_family,
 }
 
 

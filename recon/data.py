@@ -29,6 +29,10 @@ model); phantoms are drawn on its ``domain_shape`` and no geometry is needed::
 
 Sample ``i`` of a split is the same everywhere (see ``SyntheticDataset``).
 
+With ``measurements_only: true`` the **train** split yields the measurements alone, ``(y,)``
+(:class:`~data_tools.datasets.MeasurementsOnly`), for self-supervised training that must never see
+a ground truth; the validation and test splits keep theirs, for evaluation.
+
 With ``images_only: true`` the splits hold the clean images alone, ``(x,)``, without simulating
 any data: for training denoisers and generative models, which never look at ``y``. Image ``i``
 is the same as in the full split (the phantom is drawn before the noise).
@@ -41,7 +45,7 @@ from collections.abc import Callable
 import torch
 from omegaconf import DictConfig
 
-from data_tools.datasets import SyntheticDataset, SyntheticImages
+from data_tools.datasets import MeasurementsOnly, SyntheticDataset, SyntheticImages
 from data_tools.phantoms import phantom_family
 from data_tools.simulate import downsample, fine_geometry, simulate
 
@@ -82,7 +86,9 @@ def make_phantom(phantom: str) -> Callable:
     return render
 
 
-def build_split(data: DictConfig, split: str, geometry=None) -> SyntheticDataset | SyntheticImages:
+def build_split(
+    data: DictConfig, split: str, geometry=None
+) -> SyntheticDataset | SyntheticImages | MeasurementsOnly:
     """The ``split`` of a ``data`` config as a :class:`SyntheticDataset` (with ``images_only``,
     a :class:`~data_tools.datasets.SyntheticImages` of the same images).
 
@@ -116,6 +122,17 @@ def build_split(data: DictConfig, split: str, geometry=None) -> SyntheticDataset
     >>> x.shape, y.shape                               # 32 sensors × 151 time samples
     (torch.Size([1, 32, 32]), torch.Size([1, 32, 151]))
     """
+    measurements_only = data.get("measurements_only", False)
+    if not isinstance(measurements_only, bool):
+        raise ValueError(f"data.measurements_only must be true or false, got {measurements_only!r}")
+    if measurements_only and data.get("images_only", False):
+        raise ValueError("data.measurements_only and data.images_only exclude each other")
+    dataset = _build_split(data, split, geometry)
+    return MeasurementsOnly(dataset) if measurements_only and split == "train" else dataset
+
+
+def _build_split(data: DictConfig, split: str, geometry=None) -> SyntheticDataset | SyntheticImages:
+    """:func:`build_split` without ``measurements_only``."""
     from hydra.utils import instantiate
 
     if split not in data.splits:

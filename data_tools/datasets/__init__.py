@@ -37,9 +37,15 @@ from data_tools.datasets.common import sample_generator
 from data_tools.datasets.files import ImageFolderDataset
 from data_tools.datasets.hdf5 import CACHE_FORMAT_VERSION, HDF5Dataset, cache_to_hdf5
 from data_tools.datasets.lodopab import LODOPAB_SPLITS, LoDoPaBDataset
-from data_tools.datasets.synthetic import MemoryCachedDataset, SyntheticDataset, SyntheticImages
+from data_tools.datasets.synthetic import (
+    MeasurementsOnly,
+    MemoryCachedDataset,
+    SyntheticDataset,
+    SyntheticImages,
+)
 
 __all__ = [
+    "MeasurementsOnly",
     "CACHE_FORMAT_VERSION",
     "LODOPAB_SPLITS",
     "HDF5Dataset",

@@ -209,3 +209,32 @@ class MemoryCachedDataset(torch.utils.data.Dataset):
         if index not in self._cache:
             self._cache[index] = self.dataset[index]
         return self._cache[index]
+
+
+class MeasurementsOnly(torch.utils.data.Dataset):
+    """The measurements ``(y,)`` of a dataset of ``(x, y)`` pairs, without the ground truth.
+
+    What self-supervised training sees: a dataset that cannot hand ``x`` to a loss by mistake.
+
+    Example
+    -------
+    >>> pairs = [(torch.zeros(1, 2, 2), torch.ones(1, 3))]
+    >>> only = MeasurementsOnly(pairs)
+    >>> len(only), len(only[0]), only[0][0].shape
+    (1, 1, torch.Size([1, 3]))
+    """
+
+    def __init__(self, pairs: torch.utils.data.Dataset) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor]:
+        sample = self.pairs[index]
+        if not isinstance(sample, (tuple, list)) or len(sample) != 2:
+            raise ValueError(
+                "MeasurementsOnly needs a dataset of (x, y) pairs, got samples of type "
+                f"{type(sample).__name__}"
+            )
+        return (sample[1],)

@@ -4,6 +4,8 @@ Rooms:
 
 - :mod:`~recon.unrolled.networks`: ``LearnedGradient`` and ``LearnedPrimalDual`` (Adler & Öktem).
 - :mod:`~recon.unrolled.fbpunet`: ``FBPUNet``, FBP followed by a residual U-Net (FBPConvNet).
+- :mod:`~recon.unrolled.noise2inverse`: ``Noise2Inverse``, split-angle FBPs denoised by a U-Net
+  learnt from the measurements alone.
 
 Example
 -------
@@ -16,5 +18,14 @@ torch.Size([1, 1, 32, 32])
 
 from recon.unrolled.fbpunet import FBPUNet
 from recon.unrolled.networks import INITS, LearnedGradient, LearnedPrimalDual
+from recon.unrolled.noise2inverse import Noise2Inverse, angle_subsets, subset_operator
 
-__all__ = ["INITS", "FBPUNet", "LearnedGradient", "LearnedPrimalDual"]
+__all__ = [
+    "INITS",
+    "FBPUNet",
+    "LearnedGradient",
+    "LearnedPrimalDual",
+    "Noise2Inverse",
+    "angle_subsets",
+    "subset_operator",
+]

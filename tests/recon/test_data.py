@@ -108,3 +108,23 @@ def test_a_phantom_registered_in_data_tools_is_named_by_a_config():
         del PHANTOMS["test_square"]
     with pytest.raises(ValueError, match="unknown phantom 'test_square'; known: random_ellipses"):
         build_split(data, "train", Parallel2D((16, 16), n_angles=4))[0]
+
+
+def test_measurements_only_strips_the_ground_truth_of_the_train_split_alone():
+    from omegaconf import OmegaConf
+
+    from operators import Parallel2D
+    from recon.data import build_split
+
+    split = {"phantom": "random_ellipses", "size": 2, "seed": 7}
+    data = OmegaConf.create(
+        {"factor": 2, "measurements_only": True, "splits": {"train": split, "test": split}}
+    )
+    geometry = Parallel2D((16, 16), n_angles=4)
+    train, test = build_split(data, "train", geometry), build_split(data, "test", geometry)
+    assert len(train[0]) == 1 and train[0][0].shape == (1, 4, 23)
+    x, y = test[0]
+    assert torch.equal(train[0][0], y)  # the same measurements, without x
+    data.measurements_only = "yes"
+    with pytest.raises(ValueError, match="measurements_only must be true or false"):
+        build_split(data, "train", geometry)

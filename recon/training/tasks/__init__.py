@@ -14,6 +14,10 @@ Rooms:
   generators of :mod:`recon.generative`).
 - :mod:`~recon.training.tasks.adversarial`: the WGAN-GP, two optimiser groups (critic,
   generator).
+- :mod:`~recon.training.tasks.self_supervised`: from measurements alone: measurement consistency,
+  SURE, equivariant imaging (robust EI); the losses in
+  :mod:`~recon.training.tasks.self_supervised_losses`.
+- :mod:`~recon.training.tasks.noise2inverse`: Noise2Inverse's X:1 training.
 
 Example
 -------
@@ -31,6 +35,8 @@ from recon.training.tasks.denoising import (
     denoising_predict,
 )
 from recon.training.tasks.mirror import MirrorTask
+from recon.training.tasks.noise2inverse import Noise2InverseTask
+from recon.training.tasks.self_supervised import EquivariantTask, MeasurementConsistencyTask
 from recon.training.tasks.supervised import (
     SupervisedTask,
     reconstruction_predict,
@@ -43,8 +49,11 @@ __all__ = [
     "Batch",
     "CorrectionTask",
     "DenoisingTask",
+    "EquivariantTask",
     "FunctionTask",
+    "MeasurementConsistencyTask",
     "MirrorTask",
+    "Noise2InverseTask",
     "SupervisedTask",
     "Task",
     "VAETask",

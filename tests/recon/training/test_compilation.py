@@ -77,3 +77,18 @@ def test_inductor_compiled_convnet_matches_eager(tmp_path, monkeypatch):
     expected = net(x)
     compile_networks(net)
     torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_trainer_compile_switch_compiles_the_networks(tmp_path, monkeypatch):
+    from recon.training import Trainer, trainer
+
+    compiled = []
+    monkeypatch.setattr(trainer, "compile_networks", lambda model: compiled.append(model) or [])
+    op, y = small_problem()
+    model = LearnedPrimalDual(n_iter=1, channels=4)
+    data = [(torch.zeros(1, 8, 8), y[0])] * 2
+    Trainer(
+        model, train_data=data, val_data=None, objective=lambda m, b: m(b[1], op).square().mean(),
+        out_dir=tmp_path / "run", max_steps=1, batch_size=2, progress=False, compile=True,
+    )  # fmt: skip
+    assert compiled == [model]
